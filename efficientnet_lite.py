@@ -209,8 +209,10 @@ def _blocks(state: dict[str, np.ndarray]) -> list[dict]:
     return blocks
 
 
-def build(name: str = "efficientnet_lite0", state: dict[str, np.ndarray] | None = None):
-    """The Keras model for `name`; with `state`, its weights set from that state dict."""
+def build(name: str = "efficientnet_lite0", state: dict[str, np.ndarray] | None = None, load: bool = True):
+    """The Keras model for `name`, its weights set from `state` (default: the pip package's
+    checkpoint). With `load=False` the layers keep their random initialisation; the state
+    dict then only gives the architecture."""
     import keras
     from keras import layers
 
@@ -273,6 +275,6 @@ def build(name: str = "efficientnet_lite0", state: dict[str, np.ndarray] | None 
                    predictions=[state["_fc.weight"].T, state["_fc.bias"]])
 
     model = keras.Model(inputs, outputs, name=name)
-    for layer_name, values in weights.items():
+    for layer_name, values in weights.items() if load else ():
         model.get_layer(layer_name).set_weights(values)
     return model

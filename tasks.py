@@ -1,0 +1,61 @@
+"""The few commands this project needs, with nothing but Python 3.11 installed.
+
+    python3 tasks.py run      # set up .venv if needed, then the main job
+    python3 tasks.py test     # set up .venv if needed, then the whole test suite
+
+Each command creates the virtual environment `.venv` from requirements.txt when it is
+missing or older than requirements.txt.
+"""
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+STAMP = VENV / ".requirements-installed"
+REQUIREMENTS = ROOT / "requirements.txt"
+
+
+def setup() -> None:
+    """Create .venv and install requirements.txt into it, when needed."""
+    if not PYTHON.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    if not STAMP.exists() or STAMP.stat().st_mtime < REQUIREMENTS.stat().st_mtime:
+        sh(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        sh(PYTHON, "-m", "pip", "install", "--quiet", "-r", REQUIREMENTS)
+        STAMP.touch()
+
+
+def sh(*args) -> None:
+    """Run a command in the project folder; stop with its exit code if it fails."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONHASHSEED": "0"}
+    code = subprocess.call([str(a) for a in args], cwd=ROOT, env=env)
+    if code:
+        sys.exit(code)
+
+
+def run() -> None:
+    """The main job: top-5 predictions for the example photos."""
+    sh(PYTHON, "-m", "predict")
+
+
+def test() -> None:
+    """The whole test suite: unit and end-to-end tests, and the notebook re-executed by nbval.
+    pytest's exit code 5 (no tests collected) counts as a failure."""
+    sh(PYTHON, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[2:])
+
+
+COMMANDS = {"setup": setup, "run": run, "test": test}
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "run"
+    if command not in COMMANDS:
+        sys.exit(f"usage: python3 tasks.py {{{'|'.join(COMMANDS)}}}")
+    setup()
+    if command != "setup":
+        COMMANDS[command]()
