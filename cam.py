@@ -46,10 +46,9 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
+from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 import helpers
-
-from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 set_matplotlib_formats("jpeg", pil_kwargs={"quality": 85})  # photos: a small notebook
 plt.rcParams["figure.dpi"] = 72
@@ -112,9 +111,11 @@ print("CAM inline == helper:", np.allclose(cam, cam_inline, atol=1e-5))
 
 # %%
 probabilities = helpers.softmax(logits)[np.arange(len(names)), top1]
-helpers.show([(x, m) for x, m in zip(photos, cam)],
-             titles=[helpers.title("cam", c, p) for c, p in zip(top1, probabilities)],
-             path=FIGURES / "cam_example.png")
+helpers.show(
+    [(x, m) for x, m in zip(photos, cam)],
+    titles=[helpers.title("cam", c, p) for c, p in zip(top1, probabilities)],
+    path=FIGURES / "cam_example.png",
+)
 
 # %% [markdown]
 # Notice: the map is $7 \times 7$ underneath, so it finds *where* (the cup, the eagle's head, the zebra)
@@ -216,9 +217,11 @@ for m, c in coverage.items():
     print(f"{m:>11}: " + " ".join(f"{v:.2f}" for v in c))
 
 # %%
-helpers.show([(horses, maps["grad_cam"].maps[-1]), (horses, maps["grad_cam++"].maps[-1])],
-             [helpers.title(m, maps[m].classes[-1], maps[m].probabilities[-1]) for m in ("grad_cam", "grad_cam++")],
-             path=FIGURES / "gradcampp_vs_gradcam.png")
+helpers.show(
+    [(horses, maps["grad_cam"].maps[-1]), (horses, maps["grad_cam++"].maps[-1])],
+    [helpers.title(m, maps[m].classes[-1], maps[m].probabilities[-1]) for m in ("grad_cam", "grad_cam++")],
+    path=FIGURES / "gradcampp_vs_gradcam.png",
+)
 
 # %% [markdown]
 # Notice: where Grad-CAM and CAM agree exactly (this head), Grad-CAM++ still differs, because it drops
@@ -238,8 +241,14 @@ pair = [helpers.class_index("malamute"), helpers.class_index("mountain bike")]
 for_ = helpers.explanation(model, dog[None], "grad_cam", classes=[pair])
 against = helpers.explanation(model, dog[None], "counterfactual", classes=[pair])
 signed = helpers.explain(model, dog[None], "grad_cam_signed", classes=[pair])[0]  # (2, 224, 224) in [-1, 1]
-panels = [(dog, for_.maps[0, 0]), (dog, against.maps[0, 0]), signed[0],
-          (dog, for_.maps[0, 1]), (dog, against.maps[0, 1]), signed[1]]
+panels = [
+    (dog, for_.maps[0, 0]),
+    (dog, against.maps[0, 0]),
+    signed[0],
+    (dog, for_.maps[0, 1]),
+    (dog, against.maps[0, 1]),
+    signed[1],
+]
 kinds = ["grad_cam", "counterfactual", "grad_cam_signed"] * 2
 titles = [helpers.title(k, c, p) for k, c, p in zip(kinds, np.repeat(pair, 3), np.repeat(for_.probabilities[0], 3))]
 helpers.show(panels, titles, cols=3, path=FIGURES / "counterfactual.png")
@@ -247,6 +256,7 @@ helpers.show(panels, titles, cols=3, path=FIGURES / "counterfactual.png")
 # %% [markdown]
 # The signed view (red for, blue against) shows both at once. Where each map peaks, in pixel
 # coordinates (x, y) of the 224 x 224 photo:
+
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -295,7 +305,9 @@ helpers.show(panels, titles, cols=7, path=FIGURES / "guided_grad_cam.png")
 # %%
 top5 = np.argsort(-logits[names.index("dog")])[:5]
 e = helpers.explanation(model, dog[None], "grad_cam++", classes=[top5])
-helpers.show([(dog, m) for m in e.maps[0]], [helpers.title("grad_cam++", c, p) for c, p in zip(e.classes[0], e.probabilities[0])])
+helpers.show(
+    [(dog, m) for m in e.maps[0]], [helpers.title("grad_cam++", c, p) for c, p in zip(e.classes[0], e.probabilities[0])]
+)
 
 # %% [markdown]
 # ## 8. Which layer? Maps at several depths
@@ -365,9 +377,15 @@ helpers.show(panels, titles, cols=6)
 # %%
 EVAL = ["coffee", "eagle", "dog", "giraffe", "chelsea", "horses", "person", "china", "rocket", "flower"]
 BOXES = {  # the object of the top-1 class, labelled by hand
-    "coffee": [(30, 20, 200, 185)], "eagle": [(45, 15, 200, 224)], "dog": [(12, 80, 95, 205)],
-    "giraffe": [(95, 90, 180, 185)], "chelsea": [(40, 0, 224, 224)], "horses": [(0, 60, 224, 200)],
-    "person": [(0, 60, 224, 224)], "china": [(0, 40, 224, 170)], "rocket": [(75, 0, 150, 224)],
+    "coffee": [(30, 20, 200, 185)],
+    "eagle": [(45, 15, 200, 224)],
+    "dog": [(12, 80, 95, 205)],
+    "giraffe": [(95, 90, 180, 185)],
+    "chelsea": [(40, 0, 224, 224)],
+    "horses": [(0, 60, 224, 200)],
+    "person": [(0, 60, 224, 224)],
+    "china": [(0, 40, 224, 170)],
+    "rocket": [(75, 0, 150, 224)],
     "flower": [(20, 0, 224, 224)],
 }
 eval_photos = np.stack([helpers.example(name) for name in EVAL])
@@ -375,8 +393,9 @@ eval_classes = model(eval_photos.astype("float32"), training=False).numpy().argm
 
 # %%
 # NBVAL_CHECK_OUTPUT
-table = helpers.results_table(model, eval_photos, ["cam", "grad_cam", "grad_cam++", "counterfactual"],
-                              eval_classes, [BOXES[n] for n in EVAL])
+table = helpers.results_table(
+    model, eval_photos, ["cam", "grad_cam", "grad_cam++", "counterfactual"], eval_classes, [BOXES[n] for n in EVAL]
+)
 print(table)
 
 # %% [markdown]

@@ -203,8 +203,16 @@ def _blocks(state: dict[str, np.ndarray]) -> list[dict]:
         stage += first
         repeat = 0 if first else blocks[-1]["repeat"] + 1
         blocks.append(
-            dict(prefix=p, c_in=c_in, c_out=c_out, kernel=dw.shape[-1], expand=expand,
-                 stride=STAGE_STRIDES[stage] if first else 1, stage=stage, repeat=repeat)
+            dict(
+                prefix=p,
+                c_in=c_in,
+                c_out=c_out,
+                kernel=dw.shape[-1],
+                expand=expand,
+                stride=STAGE_STRIDES[stage] if first else 1,
+                stage=stage,
+                repeat=repeat,
+            )
         )
     return blocks
 
@@ -252,8 +260,9 @@ def build(name: str = "efficientnet_lite0", state: dict[str, np.ndarray] | None 
             x = relu6(name_ + "expand_activation")(x)
             weights[name_ + "expand_conv"] = conv(p + "_expand_conv")
             weights[name_ + "expand_bn"] = bn(p + "_bn0")
-        x = layers.DepthwiseConv2D(b["kernel"], strides=b["stride"], padding="same", use_bias=False,
-                                   name=name_ + "dwconv")(x)
+        x = layers.DepthwiseConv2D(
+            b["kernel"], strides=b["stride"], padding="same", use_bias=False, name=name_ + "dwconv"
+        )(x)
         x = batchnorm(name_ + "bn")(x)
         x = relu6(name_ + "activation")(x)
         x = layers.Conv2D(b["c_out"], 1, padding="same", use_bias=False, name=name_ + "project_conv")(x)
@@ -271,8 +280,9 @@ def build(name: str = "efficientnet_lite0", state: dict[str, np.ndarray] | None 
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout, name="top_dropout")(x)
     outputs = layers.Dense(1000, name="predictions")(x)  # logits, no softmax
-    weights.update(top_conv=conv("_conv_head"), top_bn=bn("_bn1"),
-                   predictions=[state["_fc.weight"].T, state["_fc.bias"]])
+    weights.update(
+        top_conv=conv("_conv_head"), top_bn=bn("_bn1"), predictions=[state["_fc.weight"].T, state["_fc.bias"]]
+    )
 
     model = keras.Model(inputs, outputs, name=name)
     for layer_name, values in weights.items() if load else ():

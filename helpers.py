@@ -29,8 +29,9 @@ import difflib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -40,6 +41,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 import efficientnet_lite  # noqa: E402
+
 
 class _NoRetracingNoise(logging.Filter):
     """Each (model, layer, method) gets its own compiled pass by design; TensorFlow's
@@ -202,7 +204,9 @@ def decode(logits, top: int = 5) -> list[list[tuple[int, str, float]]]:
 def class_index(name: str) -> int:
     """The ImageNet index of a class name or any of its synonyms ("zebra" -> 340)."""
     key = name.strip().lower()
-    hits = [i for i, s in enumerate(CLASS_SYNONYMS) if key == s.lower() or key in (t.strip().lower() for t in s.split(","))]
+    hits = [
+        i for i, s in enumerate(CLASS_SYNONYMS) if key == s.lower() or key in (t.strip().lower() for t in s.split(","))
+    ]
     if len(hits) == 1:
         return hits[0]
     if hits:
@@ -297,7 +301,9 @@ def load_model(name: str = "efficientnet_lite0", weights: str | Path | None = "i
         except Exception as e:
             found = shared_weights(name)
             hint = f" Real weights for it are in {found}: load_model({name!r}, weights=PATH)." if found else ""
-            raise RuntimeError(f"could not download the ImageNet weights of {constructor} (offline?): {e}.{hint}") from e
+            raise RuntimeError(
+                f"could not download the ImageNet weights of {constructor} (offline?): {e}.{hint}"
+            ) from e
     model = _application(constructor, name, x, None, classifier_activation=None)
     if weights is not None:
         model.load_weights(_existing(weights))
@@ -369,9 +375,7 @@ def spatial_layers(model: keras.Model) -> list[str]:
 def _walk_back(model):
     """(layer, output tensor) pairs from the model's output towards its input, breadth first."""
     if not getattr(model, "outputs", None):
-        raise ValueError(
-            f"model {model.name!r} has no symbolic graph (a subclassed model?); pass layer= explicitly"
-        )
+        raise ValueError(f"model {model.name!r} has no symbolic graph (a subclassed model?); pass layer= explicitly")
     queue, seen = list(model.outputs), set()
     while queue:
         tensor = queue.pop(0)
@@ -384,8 +388,11 @@ def _walk_back(model):
 
 
 _NOT_TARGETS = (  # layers that only shrink or perturb the map the head reads
-    keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout,
-    keras.layers.SpatialDropout2D, keras.layers.ZeroPadding2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout2D,
+    keras.layers.ZeroPadding2D,
 )
 
 
@@ -404,9 +411,7 @@ def target_layer(model: keras.Model) -> str:
             if isinstance(layer, keras.Model):
                 return f"{layer.name}/{target_layer(layer)}"
             return layer.name
-    raise ValueError(
-        f"model {model.name!r} has no spatial layer (N, h, w, c) to explain; CAM methods need a CNN"
-    )
+    raise ValueError(f"model {model.name!r} has no spatial layer (N, h, w, c) to explain; CAM methods need a CNN")
 
 
 def _producer(tensor):
@@ -425,8 +430,14 @@ def _classifier(model: keras.Model, target) -> tuple[tf.Variable, str]:
     keras.applications MobileNet), with only dropout, reshape and a final activation
     around them. Anything else raises, naming the layer in the way.
     """
-    passing = (keras.layers.Dropout, keras.layers.Reshape, keras.layers.Flatten, keras.layers.Activation,
-               keras.layers.Softmax, keras.layers.Identity)
+    passing = (
+        keras.layers.Dropout,
+        keras.layers.Reshape,
+        keras.layers.Flatten,
+        keras.layers.Activation,
+        keras.layers.Softmax,
+        keras.layers.Identity,
+    )
     layer, tensor = _producer(model.outputs[0])
     steps = []
     while isinstance(layer, passing):
@@ -581,7 +592,11 @@ def guided_relu(x, max_value=None):
 
     @tf.custom_gradient
     def f(x):
-        y = tf.nn.relu(x) if max_value is None else tf.clip_by_value(x, tf.cast(0, x.dtype), tf.cast(max_value, x.dtype))
+        y = (
+            tf.nn.relu(x)
+            if max_value is None
+            else tf.clip_by_value(x, tf.cast(0, x.dtype), tf.cast(max_value, x.dtype))
+        )
 
         def grad(dy):
             keep = (x > 0) & (dy > 0)
@@ -618,7 +633,9 @@ def _guiding(model, state, output_layer):
     for layer in _all_layers(model):
         if isinstance(layer, keras.layers.ReLU):
             if layer.negative_slope or layer.threshold:
-                raise ValueError(f"layer {layer.name!r} is a leaky/thresholded ReLU; guided backpropagation needs plain ReLUs")
+                raise ValueError(
+                    f"layer {layer.name!r} is a leaky/thresholded ReLU; guided backpropagation needs plain ReLUs"
+                )
             m = None if layer.max_value is None else float(layer.max_value)
             swaps.append((layer, "call", switch(lambda x, m=m: guided_relu(x, m), layer.call)))
         elif isinstance(layer, (keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU)) or (
@@ -713,7 +730,9 @@ def _compiled_pass(model, layer_names: tuple, method: str, k: int):
                         G = tf.cast(tape.gradient(scores[j], A), tf.float32)  # (N, h, w, c)
                     else:
                         G = None
-                        column = tf.gather(tf.reshape(tf.cast(kernel, tf.float32), (A32.shape[-1], -1)), classes[:, j], axis=1)
+                        column = tf.gather(
+                            tf.reshape(tf.cast(kernel, tf.float32), (A32.shape[-1], -1)), classes[:, j], axis=1
+                        )
                         column = tf.transpose(column)  # (N, c)
                     w = weights_fn(A32, G, column)  # (N, c)
                     result = upsample_and_scale(weighted_map(A32, w, relu=not unscaled), size, signed=unscaled)
@@ -775,7 +794,9 @@ def _as_classes(classes, n: int, n_classes: int) -> tuple[np.ndarray, bool]:
         c = np.full((n, 1), int(c))
     elif c.ndim == 1:
         if len(c) != n:
-            raise ValueError(f"classes has {len(c)} entries for {n} images: give one per image, one int, or an (N, K) array")
+            raise ValueError(
+                f"classes has {len(c)} entries for {n} images: give one per image, one int, or an (N, K) array"
+            )
         c = c[:, None]
     elif c.ndim != 2 or c.shape[0] != n or c.shape[1] == 0:
         raise ValueError(f"classes of shape {c.shape} do not fit {n} images: use (N,) or (N, K)")
@@ -867,9 +888,16 @@ def gradient_image(g) -> np.ndarray:
 
 def title(method: str, class_: int, probability: float | None = None) -> str:
     """ "Grad-CAM++: espresso (0.95)" """
-    names = {"cam": "CAM", "grad_cam": "Grad-CAM", "grad_cam++": "Grad-CAM++", "counterfactual": "Counterfactual",
-             "guided_backprop": "Guided Backprop", "guided_grad_cam": "Guided Grad-CAM",
-             "guided_grad_cam++": "Guided Grad-CAM++", "grad_cam_signed": "Grad-CAM (signed)"}
+    names = {
+        "cam": "CAM",
+        "grad_cam": "Grad-CAM",
+        "grad_cam++": "Grad-CAM++",
+        "counterfactual": "Counterfactual",
+        "guided_backprop": "Guided Backprop",
+        "guided_grad_cam": "Guided Grad-CAM",
+        "guided_grad_cam++": "Guided Grad-CAM++",
+        "grad_cam_signed": "Grad-CAM (signed)",
+    }
     p = "" if probability is None else f" ({probability:.2f})"
     return f"{names.get(method, method)}: {CLASS_NAMES[int(class_)]}{p}"
 

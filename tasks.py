@@ -40,17 +40,75 @@ def sh(*args) -> None:
 
 
 def run() -> None:
-    """The main job: top-5 predictions for the example photos."""
+    """The main job: top-5 predictions for the example photos, then the whole notebook,
+    executed into artifacts/cam.ipynb (the committed cam.ipynb is left as it is)."""
     sh(PYTHON, "-m", "predict")
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    sh(
+        PYTHON,
+        "-m",
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "cam.ipynb",
+        "--ExecutePreprocessor.timeout=1200",
+        "--output-dir",
+        "artifacts",
+        "--log-level=WARN",
+    )
+    print("executed notebook: artifacts/cam.ipynb; figures: images/")
+
+
+def notebook() -> None:
+    """Rebuild cam.ipynb from its paired source cam.py, execute it in place (one clean
+    top-to-bottom run) and so rewrite the figures in images/."""
+    sh(PYTHON, "-m", "jupytext", "--to", "ipynb", "cam.py", "-o", "cam.ipynb")
+    sh(
+        PYTHON,
+        "-m",
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--inplace",
+        "cam.ipynb",
+        "--ExecutePreprocessor.timeout=1200",
+        "--log-level=WARN",
+    )
 
 
 def test() -> None:
-    """The whole test suite: unit and end-to-end tests, and the notebook re-executed by nbval.
-    pytest's exit code 5 (no tests collected) counts as a failure."""
+    """The whole test suite: unit and end-to-end tests, the notebook re-executed by nbval,
+    the slides in Chromium. pytest's exit code 5 (no tests collected) counts as a failure."""
     sh(PYTHON, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[2:])
 
 
-COMMANDS = {"setup": setup, "run": run, "test": test}
+def slides() -> None:
+    """Rebuild presentation/slides.html and slides.pdf from presentation/slides.md."""
+    sh("bash", "presentation/build.sh")
+
+
+def bench() -> None:
+    """The speed benchmark (benchmarks/README.md)."""
+    sh(PYTHON, "benchmarks/bench.py", *sys.argv[2:])
+
+
+def lint() -> None:
+    sh(PYTHON, "-m", "ruff", "check", ".")
+
+
+COMMANDS = {
+    "setup": setup,
+    "run": run,
+    "test": test,
+    "notebook": notebook,
+    "slides": slides,
+    "bench": bench,
+    "lint": lint,
+}
 
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "run"

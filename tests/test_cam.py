@@ -41,7 +41,9 @@ def test_cam_weights_are_the_classifier_column():
 def test_weighted_map_and_scaling_by_hand():
     m = helpers.weighted_map(A, np.array([[1.0, 0.5]], np.float32)).numpy()
     np.testing.assert_allclose(m, [[[1.5, 0.5], [0.5, 1.5]]])
-    np.testing.assert_allclose(helpers.weighted_map(A, np.array([[-1.0, 0.5]], np.float32)).numpy(), [[[0, 0.5], [0.5, 0]]])
+    np.testing.assert_allclose(
+        helpers.weighted_map(A, np.array([[-1.0, 0.5]], np.float32)).numpy(), [[[0, 0.5], [0.5, 0]]]
+    )
     scaled = helpers.upsample_and_scale(tf.constant(m), (2, 2)).numpy()
     np.testing.assert_allclose(scaled, m / 1.5, rtol=1e-6)
 
@@ -70,7 +72,7 @@ def test_cam_equals_grad_cam_on_gap_dense_head(lite0, photos):
 
 def test_grad_cam_pp_is_relu_weighted_cam_on_gap_dense_head(lite0, photos):
     e = helpers.explanation(lite0, photos, "grad_cam++")
-    A = keras.Model(lite0.inputs, lite0.get_layer("top_activation").output)(photos.astype("float32")).numpy()
+    A = keras.Model(lite0.input, lite0.get_layer("top_activation").output)(photos.astype("float32")).numpy()
     kernel = lite0.get_layer("predictions").kernel.numpy()  # (1280, 1000)
     w = np.maximum(kernel[:, e.classes].T, 0)  # (N, 1280)
     expected = np.maximum(np.einsum("nhwc,nc->nhw", A, w), 0)
@@ -80,7 +82,7 @@ def test_grad_cam_pp_is_relu_weighted_cam_on_gap_dense_head(lite0, photos):
 
 def test_counterfactual_and_grad_cam_never_both_positive(lite0, photos):
     layer = lite0.get_layer("top_activation")
-    A = keras.Model(lite0.inputs, layer.output)
+    A = keras.Model(lite0.input, layer.output)
     x = tf.constant(photos.astype("float32"))
     with tf.GradientTape() as tape:
         a = A(x)
@@ -96,8 +98,14 @@ def test_counterfactual_and_grad_cam_never_both_positive(lite0, photos):
 
 def test_counterfactual_disjoint_from_grad_cam_through_explain(rng):
     # no down-sampling, so explain's maps are the maps before upsampling
-    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4),
+        ]
+    )
     x = rng.uniform(0, 255, (3, 6, 6, 3))
     for c in range(4):
         gc = helpers.explain(model, x, "grad_cam", classes=c)
@@ -122,8 +130,15 @@ def relu_forms():
 def tiny_relu_model(form: str, seed: int = 0) -> keras.Model:
     """x (2, 2, 3) -> 1x1 conv + ReLU -> 1x1 conv + ReLU -> GAP -> Dense(2), hand-set weights."""
     rng = np.random.default_rng(seed)
-    model = keras.Sequential([keras.Input((2, 2, 3)), *relu_forms()[form](), *relu_forms()[form](),
-                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((2, 2, 3)),
+            *relu_forms()[form](),
+            *relu_forms()[form](),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2),
+        ]
+    )
     for layer in model.layers:
         if layer.weights:
             layer.set_weights([rng.normal(0, 2.5, w.shape).astype("float32") for w in layer.get_weights()])
@@ -183,8 +198,14 @@ def test_guided_pass_leaves_the_model_unchanged(form, rng):
 
 
 def test_guided_refuses_swish():
-    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 1, activation="swish"),
-                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 3)),
+            keras.layers.Conv2D(2, 1, activation="swish"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2),
+        ]
+    )
     with pytest.raises(ValueError, match="silu"):
         helpers.explain(model, np.zeros((4, 4, 3)), "guided_backprop")
     assert helpers.explain(model, np.ones((4, 4, 3)), "grad_cam").shape == (4, 4)
@@ -254,12 +275,20 @@ def test_every_architecture_every_method(name, rng):
 
 def transfer_models():
     """The usual transfer-learning shape: a keras.applications backbone inside a model."""
+
     def backbone():
         return keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(96, 96, 3))
 
-    sequential = keras.Sequential([keras.Input((96, 96, 3)), keras.layers.Rescaling(1 / 127.5, -1), backbone(),
-                                   keras.layers.GlobalAveragePooling2D(), keras.layers.Dropout(0.2),
-                                   keras.layers.Dense(3, activation="softmax")])
+    sequential = keras.Sequential(
+        [
+            keras.Input((96, 96, 3)),
+            keras.layers.Rescaling(1 / 127.5, -1),
+            backbone(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     inputs = keras.Input((96, 96, 3))
     inner = backbone()
     inner.trainable = False  # a frozen backbone: gradients must still reach its layers
@@ -286,15 +315,25 @@ def test_nested_backbone(kind, rng):
 
 def test_softmax_model_is_explained_through_its_logits(rng):
     def make(activation):
-        return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
-                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation=activation)])
+        return keras.Sequential(
+            [
+                keras.Input((8, 8, 3)),
+                keras.layers.Conv2D(4, 3, activation="relu"),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(3, activation=activation),
+            ]
+        )
 
     logits_model, softmax_model = make(None), make("softmax")
     softmax_model.set_weights(logits_model.get_weights())
     x = rng.uniform(0, 255, (2, 8, 8, 3))
     for method in ("cam", "grad_cam", "grad_cam++", "guided_backprop"):
-        np.testing.assert_allclose(helpers.explain(softmax_model, x, method, classes=1),
-                                   helpers.explain(logits_model, x, method, classes=1), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            helpers.explain(softmax_model, x, method, classes=1),
+            helpers.explain(logits_model, x, method, classes=1),
+            rtol=1e-5,
+            atol=1e-6,
+        )
     assert softmax_model.layers[-1].activation is keras.activations.softmax  # put back
 
 
@@ -312,7 +351,9 @@ def test_top5_in_one_call(lite0):
     e = helpers.explanation(lite0, x, "grad_cam++", classes=np.argsort(-lite0(x.astype("float32")).numpy(), 1)[:, :5])
     assert e.maps.shape == (2, 5, 224, 224) and e.classes.shape == (2, 5)
     assert np.all(np.diff(e.probabilities, axis=1) <= 0)
-    np.testing.assert_allclose(e.maps[:, 2], helpers.explain(lite0, x, "grad_cam++", classes=e.classes[:, 2]), atol=2e-5)
+    np.testing.assert_allclose(
+        e.maps[:, 2], helpers.explain(lite0, x, "grad_cam++", classes=e.classes[:, 2]), atol=2e-5
+    )
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
@@ -413,8 +454,14 @@ def test_model_without_spatial_layer():
 
 
 def test_cam_refuses_a_head_it_cannot_explain(rng):
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
     with pytest.raises(ValueError, match="CAM needs"):
         helpers.explain(model, rng.uniform(0, 255, (8, 8, 3)), "cam")
     assert helpers.explain(model, rng.uniform(0, 255, (8, 8, 3)), "grad_cam").shape == (8, 8)

@@ -22,7 +22,7 @@ def test_every_example_loads_offline():
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "CMYK"])
 def test_load_image_modes_become_rgb(mode, tmp_path):
     rgb = Image.fromarray(helpers.example("coffee", 64))
-    image = rgb.convert(mode) if mode != "I;16" else Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 256))
+    image = rgb.convert(mode) if mode != "I;16" else Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 256)
     path = tmp_path / ("x.png" if mode != "CMYK" else "x.jpg")
     image.save(path)
     x = helpers.load_image(path, 32)
@@ -139,8 +139,18 @@ def test_larger_lites(name, photos):
 
 def test_lite_layer_names(lite0):
     names = {layer.name for layer in lite0.layers}
-    for expected in ("stem_conv", "block1a_dwconv", "block2b_add", "block7a_project_bn", "top_conv", "top_bn",
-                     "top_activation", "avg_pool", "top_dropout", "predictions"):
+    for expected in (
+        "stem_conv",
+        "block1a_dwconv",
+        "block2b_add",
+        "block7a_project_bn",
+        "top_conv",
+        "top_bn",
+        "top_activation",
+        "avg_pool",
+        "top_dropout",
+        "predictions",
+    ):
         assert expected in names
     assert lite0.get_layer("predictions").activation is keras.activations.linear  # logits
 
@@ -173,7 +183,9 @@ def test_unknown_model():
         helpers.load_model("resnet5o")
 
 
-@pytest.mark.parametrize("mode, expected", [("tf", [-1.0, 0.0, 1.0]), ("caffe", [255 - 103.939, 127.5 - 116.779, -123.68])])
+@pytest.mark.parametrize(
+    "mode, expected", [("tf", [-1.0, 0.0, 1.0]), ("caffe", [255 - 103.939, 127.5 - 116.779, -123.68])]
+)
 def test_preprocessing_inside_the_model(mode, expected):
     x = np.array([[[[0.0, 127.5, 255.0]]]], np.float32)
     got = helpers.Preprocess(mode)(x).numpy().ravel()
