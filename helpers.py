@@ -925,8 +925,56 @@ def show(panels, titles=None, cols: int | None = None, path: str | Path | None =
             ax.imshow(panel if panel.dtype == np.uint8 else np.clip(panel, 0, 1))
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
+    _finish(fig, path)
+
+
+def plot_sanity(result, path: str | Path | None = None):
+    """The cascading-randomisation curves of `sanity_check`: the mean rank correlation with
+    the trained model's map against how far down the network has been re-initialised."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2 * PANEL, 1.2 * PANEL))
+    steps = np.arange(len(result.blocks))
+    for method, rho in result.spearman.items():
+        ax.plot(steps, rho.mean(axis=1), marker="o", label=title(method, 0).split(":")[0])
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xticks(steps, result.blocks, rotation=60, ha="right", fontsize=8)
+    ax.set_xlabel("re-initialised from the output down to")
+    ax.set_ylabel("rank correlation with\nthe trained model's map")
+    ax.set_ylim(-0.2, 1.05)
+    ax.legend(fontsize=8)
+    _finish(fig, path)
+
+
+def plot_evaluation(rows: list[dict], path: str | Path | None = None):
+    """The rows of `evaluate` as bars, one panel per metric (arrows: which way is better)."""
+    import matplotlib.pyplot as plt
+
+    metrics_ = [
+        ("average_drop", "Average Drop % ↓"),
+        ("increase", "Increase in Confidence % ↑"),
+        ("deletion", "Deletion AUC ↓"),
+        ("insertion", "Insertion AUC ↑"),
+        ("pointing", "Pointing game ↑"),
+    ]
+    metrics_ = [(k, name) for k, name in metrics_ if rows[0].get(k) is not None]
+    fig, axes = plt.subplots(1, len(metrics_), figsize=(1.5 * PANEL * len(metrics_), 1.3 * PANEL))
+    names = [title(row["method"], 0).split(":")[0] if row["method"] in METHODS else row["method"] for row in rows]
+    for ax, (key, name) in zip(np.atleast_1d(axes), metrics_):
+        ax.bar(range(len(rows)), [row[key] for row in rows], color=plt.cm.tab10(np.arange(len(rows))))
+        ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_title(name, fontsize=9)
+    _finish(fig, path)
+
+
+def _finish(fig, path):
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.show()
     plt.close(fig)
+
+
+from metrics import *  # noqa: E402, F403  (the faithfulness metrics, re-exported)
