@@ -389,9 +389,9 @@ def deletion_insertion(
     ranks = _pixel_ranks(m)  # (N, S, S)
     pixels = m.shape[1] * m.shape[2]
     counts = np.round(np.linspace(0, pixels, int(steps) + 1)).astype(np.int64)  # (T,) pixels moved at step k
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text: no widget needed in Jupyter
 
-    with tqdm(total=2 * len(x) * len(counts), disable=not progress, desc="deletion/insertion", unit="img") as bar:
+    with tqdm(total=2 * len(x) * len(counts), disable=not progress, desc="deletion/insertion", unit="img", mininterval=5) as bar:
         deletion = _curve(model, ranks, counts, deleted, x, classes, batch_size, bar)  # (N, T)
         insertion = _curve(model, ranks, counts, x, blurred, classes, batch_size, bar)  # (N, T)
     fraction = counts / pixels  # (T,)
@@ -632,12 +632,12 @@ def sanity_check(
     similarity = {method: np.zeros((len(groups), len(x))) for method in methods} if ssim else None
     if ssim:
         from skimage.metrics import structural_similarity
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text: no widget needed in Jupyter
 
     rng = np.random.default_rng(seed)
     saved = [v.numpy() for v in model.weights]
     try:
-        for j, (_, layers) in enumerate(tqdm(groups, disable=not progress, desc="randomising")):
+        for j, (_, layers) in enumerate(tqdm(groups, disable=not progress, desc="randomising", mininterval=5)):
             for block_layer in layers:
                 _reinitialise(block_layer, rng)
             for method in methods:
