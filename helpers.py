@@ -707,7 +707,9 @@ def _compiled_pass(model, layer_names: tuple, method: str, k: int):
     )
     def run(images, classes):
         state = {"A": [None] * len(targets), "guided": guided}
-        with tf.GradientTape(persistent=True) as tape:
+        # only what depends on A (or on the pixels, for guided) is recorded: the backward pass
+        # of the map methods runs through the classifier head alone
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
             if guided:
                 tape.watch(images)
             with contextlib.ExitStack() as stack:  # guided ReLUs first, so the recorder wraps them
