@@ -423,7 +423,7 @@ def _producer(tensor):
     return layer, tensor
 
 
-def _classifier(model: keras.Model, target) -> tuple[tf.Variable, str]:
+def _classifier(model: keras.Model, target) -> tf.Variable:
     """CAM's weights: the kernel (c, classes) of the layer after global average pooling.
 
     CAM (Zhou et al. 2016) needs the head GAP -> Dense (or a 1 x 1 convolution, as in
@@ -465,7 +465,7 @@ def _classifier(model: keras.Model, target) -> tuple[tf.Variable, str]:
             f"CAM explains only the layer the global average pooling reads, {pooled.name!r}, "
             f"not {target.name!r}. Use layer=None (or {pooled.name!r}), or grad_cam for other layers."
         )
-    return classifier.kernel, classifier.name
+    return classifier.kernel
 
 
 # ---------------------------------------------------------------------------
@@ -693,7 +693,7 @@ def _compiled_pass(model, layer_names: tuple, method: str, k: int):
     softmax_swaps, output_layer = _without_softmax(model)
     kernel = None
     if map_method == "cam":
-        kernel, _ = _classifier(model, targets[0])
+        kernel = _classifier(model, targets[0])  # the variable (c, classes), read at every call
     guided = method in GUIDED
     if guided:
         _guiding(model, {"guided": True}, output_layer)  # refuse unsupported models now, not while tracing
@@ -719,33 +719,35 @@ def _compiled_pass(model, layer_names: tuple, method: str, k: int):
             classes = tf.where(classes < 0, top1[:, None], classes)  # (N, k)
             scores = [tf.reduce_sum(tf.gather(logits, classes[:, j], batch_dims=1)) for j in range(k)]
         size = tf.shape(images)[1:3]
+        pixels = []  # per class: (N, S, S, 3) guided gradients with respect to the pixels
+        if guided:
+            pixels = [tf.cast(tape.gradient(score, images), tf.float32) for score in scores]
         out = []  # per layer: (N, k, S, S) maps or (N, k, S, S, 3) guided gradients
         for A in state["A"] or [None]:  # guided_backprop alone records no layer
-            per_class = []
-            for j in range(k):
-                result = None
-                if weights_fn is not None:
-                    A32 = tf.cast(A, tf.float32)  # (N, h, w, c)
+            per_class = pixels
+            if weights_fn is not None:
+                A32 = tf.cast(A, tf.float32)  # (N, h, w, c)
+                maps = []
+                for j, score in enumerate(scores):
                     if kernel is None:
-                        column = None
-                        G = tf.cast(tape.gradient(scores[j], A), tf.float32)  # (N, h, w, c)
-                    else:
-                        G = None
-                        column = tf.gather(
-                            tf.reshape(tf.cast(kernel, tf.float32), (A32.shape[-1], -1)), classes[:, j], axis=1
-                        )
-                        column = tf.transpose(column)  # (N, c)
+                        G, column = tf.cast(tape.gradient(score, A), tf.float32), None  # (N, h, w, c)
+                    else:  # CAM needs no gradient
+                        G, column = None, _columns(kernel, classes[:, j])  # (N, c)
                     w = weights_fn(A32, G, column)  # (N, c)
-                    result = upsample_and_scale(weighted_map(A32, w, relu=not unscaled), size, signed=unscaled)
-                if guided:
-                    gb = tf.cast(tape.gradient(scores[j], images), tf.float32)  # (N, S, S, 3)
-                    result = gb if result is None else gb * result[..., None]
-                per_class.append(result)
+                    maps.append(upsample_and_scale(weighted_map(A32, w, relu=not unscaled), size, signed=unscaled))
+                per_class = [g * m[..., None] for g, m in zip(pixels, maps)] if guided else maps
             out.append(tf.stack(per_class, axis=1))
         return {"maps": tf.stack(out), "logits": logits, "classes": classes}
 
     cache[key] = run
     return run
+
+
+def _columns(kernel, classes):
+    """The classifier's weights of each image's class: kernel (c, classes), or (1, 1, c, classes)
+    for a 1 x 1 convolution, and classes (N,) -> (N, c)."""
+    kernel = tf.cast(kernel, tf.float32)
+    return tf.transpose(tf.gather(tf.reshape(kernel, (-1, kernel.shape[-1])), classes, axis=1))
 
 
 class Explanation(NamedTuple):

@@ -39,25 +39,17 @@ def sh(*args) -> None:
         sys.exit(code)
 
 
+def execute_notebook(*where: str) -> None:
+    """Execute cam.ipynb top to bottom with nbconvert; `where`: --inplace or --output-dir DIR."""
+    sh(PYTHON, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "cam.ipynb", *where,
+       "--ExecutePreprocessor.timeout=1200", "--log-level=WARN")  # fmt: skip
+
+
 def run() -> None:
     """The main job: top-5 predictions for the example photos, then the whole notebook,
     executed into artifacts/cam.ipynb (the committed cam.ipynb is left as it is)."""
     sh(PYTHON, "-m", "predict")
-    (ROOT / "artifacts").mkdir(exist_ok=True)
-    sh(
-        PYTHON,
-        "-m",
-        "jupyter",
-        "nbconvert",
-        "--to",
-        "notebook",
-        "--execute",
-        "cam.ipynb",
-        "--ExecutePreprocessor.timeout=1200",
-        "--output-dir",
-        "artifacts",
-        "--log-level=WARN",
-    )
+    execute_notebook("--output-dir", "artifacts")
     print("executed notebook: artifacts/cam.ipynb; figures: images/")
 
 
@@ -65,19 +57,7 @@ def notebook() -> None:
     """Rebuild cam.ipynb from its paired source cam.py, execute it in place (one clean
     top-to-bottom run) and so rewrite the figures in images/."""
     sh(PYTHON, "-m", "jupytext", "--to", "ipynb", "cam.py", "-o", "cam.ipynb")
-    sh(
-        PYTHON,
-        "-m",
-        "jupyter",
-        "nbconvert",
-        "--to",
-        "notebook",
-        "--execute",
-        "--inplace",
-        "cam.ipynb",
-        "--ExecutePreprocessor.timeout=1200",
-        "--log-level=WARN",
-    )
+    execute_notebook("--inplace")
 
 
 def test() -> None:
