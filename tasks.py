@@ -7,6 +7,7 @@ Each command creates the virtual environment `.venv` from requirements.txt when 
 missing or older than requirements.txt.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +59,17 @@ def notebook() -> None:
     top-to-bottom run) and so rewrite the figures in images/."""
     sh(PYTHON, "-m", "jupytext", "--to", "ipynb", "cam.py", "-o", "cam.ipynb")
     execute_notebook("--inplace")
+    tidy_notebook(ROOT / "cam.ipynb")
+
+
+def tidy_notebook(path: Path) -> None:
+    """Keep the outputs and execution counts, drop what changes on every run (timestamps,
+    random cell ids), so a diff of cam.ipynb shows only what really changed."""
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(nb["cells"]):
+        cell["id"] = f"cell-{i:03d}"
+        cell.get("metadata", {}).pop("execution", None)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def test() -> None:
