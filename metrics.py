@@ -391,7 +391,8 @@ def deletion_insertion(
     counts = np.round(np.linspace(0, pixels, int(steps) + 1)).astype(np.int64)  # (T,) pixels moved at step k
     from tqdm import tqdm  # plain text: no widget needed in Jupyter
 
-    with tqdm(total=2 * len(x) * len(counts), disable=not progress, desc="deletion/insertion", unit="img", mininterval=5) as bar:
+    total = 2 * len(x) * len(counts)
+    with tqdm(total=total, disable=not progress, desc="deletion/insertion", unit="img", mininterval=5) as bar:
         deletion = _curve(model, ranks, counts, deleted, x, classes, batch_size, bar)  # (N, T)
         insertion = _curve(model, ranks, counts, x, blurred, classes, batch_size, bar)  # (N, T)
     fraction = counts / pixels  # (T,)

@@ -4,20 +4,17 @@ import collections
 import os
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 from reference_lite import reference_logits
 
 import efficientnet_lite as lite
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ESPRESSO = 967
 PHOTOS = {
