@@ -850,6 +850,8 @@ def explain(model, images, method: str = "grad_cam", classes=None, layer: str | 
     Returns float32 (N, S, S) maps, (N, K, S, S) for K classes per image, (N, [K,] S, S, 3)
     for the guided methods; without the N axis for a single image. The score explained
     is the logit: a model that ends in softmax is explained through its pre-softmax output.
+    In the guided map methods, ReLUs after the target layer (only in heads such as VGG's
+    fully connected layers) back-propagate normally, so that the map's gradients stay exact.
     """
     return explanation(model, images, method, classes, layer).maps
 
