@@ -30,7 +30,7 @@ Variant = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, classes (N,
 
 
 # ---------------------------------------------------------------------------
-# Guided ReLUs: the current one and two candidates
+# Guided ReLUs: the candidates measured against helpers.guided_relu
 
 
 def guided_relu_native(x, max_value=None):
@@ -51,23 +51,8 @@ def guided_relu_native(x, max_value=None):
     return f(x)
 
 
-@tf.custom_gradient
-def _positive_gradient(y):
-    """Identity whose gradient keeps only the positive part of the incoming gradient."""
-    return tf.identity(y), tf.nn.relu
-
-
-def guided_relu_identity(x, max_value=None):
-    """Guided ReLU as the model's own ReLU followed by an identity whose gradient is
-    ReLU(dy): the forward graph keeps the native Relu6 op (and the backward its native
-    Relu6Grad), the custom gradient sits on a cheap identity."""
-    if max_value is None:
-        y = tf.nn.relu(x)
-    elif max_value == 6:
-        y = tf.nn.relu6(x)
-    else:
-        y = tf.minimum(tf.nn.relu(x), tf.cast(max_value, x.dtype))
-    return _positive_gradient(y)
+# The "ReLU6 + identity(relu(dy))" variant measured here is now helpers.guided_relu itself.
+guided_relu_identity = helpers.guided_relu
 
 
 @contextlib.contextmanager
