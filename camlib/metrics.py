@@ -23,8 +23,7 @@ The model returns logits (a model whose last layer is a softmax is read as proba
 boxes: per image a list of (x0, y0, x1, y1) in map pixels, x1 and y1 exclusive like numpy
 slicing, so a box covers map[y0:y1, x0:x1].
 
-This module does not import `helpers` at the top (helpers re-exports it); the two
-functions that need `helpers.explain` import it when called.
+This module sits above the engine (it calls `explain`); `helpers` re-exports it.
 """
 
 from __future__ import annotations
@@ -36,6 +35,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from scipy import ndimage, stats
+
+from camlib.engine import explain
+from camlib.layers import target_layer
 
 __all__ = [
     "BLUR_SIGMA",
@@ -62,12 +64,6 @@ __all__ = [
 DELETION_BASELINE = 127.0  # grey: the pixel mean EfficientNet-Lite subtracts, i.e. "no signal"
 BLUR_SIGMA = 5.0  # pixels; the insertion baseline's Gaussian blur
 TIE = 1e-5  # relative falls in confidence closer than this are a tie in the Win % (float noise, e.g. CAM vs Grad-CAM)
-
-
-def _helpers():
-    import helpers  # imported late: helpers re-exports this module
-
-    return helpers
 
 
 # ---------------------------------------------------------------------------
@@ -614,7 +610,6 @@ def sanity_check(
     to max |g| over the channels. Similarity: the Spearman rank correlation of each map with
     the trained model's (0 when a map is constant), and SSIM (skimage) with ssim=True.
     """
-    h = _helpers()
     x = _check_images(images)
     classes = _check_classes(model, classes, len(x))
     if not methods or isinstance(methods, str):
@@ -622,11 +617,11 @@ def sanity_check(
     if classes is None:
         _, classes = _class_probabilities(model, x, None, 16)
     classes = classes.astype(np.int32)
-    layer = layer or h.target_layer(model)
+    layer = layer or target_layer(model)
     groups = _select_blocks(model, blocks)
 
     def maps(method):
-        return _saliency(h.explain(model, x, method, classes, layer))  # (N, S, S)
+        return _saliency(explain(model, x, method, classes, layer))  # (N, S, S)
 
     trained = {method: maps(method) for method in methods}
     spearman = {method: np.zeros((len(groups), len(x))) for method in methods}
@@ -729,7 +724,6 @@ def evaluate(
     paper's Win %),
     deletion and insertion (AUC), pointing (hit rate), energy and iou (None without boxes).
     """
-    h = _helpers()
     x = _check_images(images)
     classes = _check_classes(model, classes, len(x))
     if classes is None:
@@ -739,7 +733,7 @@ def evaluate(
         if method in ("random", "centre", "center"):
             maps = reference_maps(method, len(x), x.shape[1], seed)
         else:
-            maps = h.explain(model, x, method, classes.astype(np.int32), layer)
+            maps = explain(model, x, method, classes.astype(np.int32), layer)
         drop, increase, fall = _drop(model, x, maps, classes, batch_size)
         deletion, insertion = deletion_insertion(model, x, maps, classes, steps, batch_size, progress=progress)
         row = {"method": method, "average_drop": drop.mean(), "increase": increase.mean(),

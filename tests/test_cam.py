@@ -25,12 +25,25 @@ def test_grad_cam_weights_are_the_mean_gradient():
 
 
 def test_grad_cam_pp_weights_by_hand():
-    # channel 0: sum A = 2, alpha = 1 / (2 + 2) everywhere, normalised to 1/4; w = 4 * 1/4 * 1 = 1
+    # channel 0: sum A = 2, alpha = 1 / (2 + 2) = 1/4 everywhere, all g > 0: normalised 1/4; w = 4 * 1/4 * 1 = 1
     # channel 1: sum A = 4, alpha = g^2 / (2 g^2 + 4 g^3):
-    #   g = 1: 1/6; g = -1: -1/2; g = 0: 0 (0/0 -> 0); g = 2: 4/40 = 1/10; their sum -7/30
-    #   normalised: -5/7, 15/7, 0, -3/7; w = -5/7 * 1 + 15/7 * 0 + 0 - 3/7 * 2 = -11/7
+    #   g = 1: 1/6; g = -1: -1/2; g = 0: 0 (0/0 -> 0); g = 2: 4/40 = 1/10
+    #   the authors' final code normalises over the positions with g > 0: 1/6 + 1/10 = 4/15,
+    #   so 5/8 and 3/8; w = 5/8 * 1 + 3/8 * 2 = 11/8
     w = helpers.grad_cam_pp_weights(A, G, None).numpy()
-    np.testing.assert_allclose(w, [[1.0, -11 / 7]], rtol=1e-6)
+    np.testing.assert_allclose(w, [[1.0, 11 / 8]], rtol=1e-6)
+
+
+def test_grad_cam_pp_variants_by_hand():
+    # all positions (first commit, tf-keras-vis): sum -7/30, normalised -5/7, 15/7, 0, 3/7... -> w = -11/7:
+    #   a negative weight for a channel whose gradient is mostly positive
+    np.testing.assert_allclose(helpers.grad_cam_pp_all_weights(A, G, None).numpy(), [[1.0, -11 / 7]], rtol=1e-6)
+    # no normalisation (pytorch-grad-cam): channel 0: 4 * 1/4 = 1; channel 1: 1/6 * 1 + 1/10 * 2 = 11/30
+    np.testing.assert_allclose(helpers.grad_cam_pp_raw_weights(A, G, None).numpy(), [[1.0, 11 / 30]], rtol=1e-6)
+    # xplique: mean A in the denominator, spatial mean of alpha ReLU(g)
+    #   channel 0: mean A = 1/2, alpha = 1 / (2 + 1/2) = 2/5, w = 2/5
+    #   channel 1: mean A = 1, alpha = g^2 / (2 g^2 + g^3): 1/3, 1, 0, 1/4; times ReLU(g): 1/3, 0, 0, 1/2 -> 5/24
+    np.testing.assert_allclose(helpers.grad_cam_pp_mean_weights(A, G, None).numpy(), [[0.4, 5 / 24]], rtol=1e-6)
 
 
 def test_cam_weights_are_the_classifier_column():
@@ -305,7 +318,8 @@ def test_nested_backbone(kind, rng):
     auto = helpers.target_layer(model)
     assert auto.endswith("/out_relu")
     for method in helpers.METHODS:
-        assert helpers.explain(model, x, method).shape[:3] == (2, 96, 96)
+        options = {"channels": 16} if method == "score_cam" else {}
+        assert helpers.explain(model, x, method, **options).shape[:3] == (2, 96, 96)
     np.testing.assert_allclose(helpers.explain(model, x, "cam"), helpers.explain(model, x, "grad_cam"), atol=1e-5)
     inner = helpers.explain(model, x, "grad_cam", layer="block_13_expand_relu")
     assert inner.shape == (2, 96, 96) and np.isfinite(inner).all() and inner.max() > 0
@@ -341,6 +355,8 @@ def test_batch_independence(lite0):
     x = np.stack([helpers.example(name) for name in ("coffee", "dog", "eagle")])
     classes = [967, 444, 21]
     for method in helpers.METHODS:
+        if method in helpers.SLOW:
+            continue  # tested in test_family.py on a subset of channels
         batch = helpers.explain(lite0, x, method, classes=classes)
         for i, c in enumerate(classes):
             np.testing.assert_allclose(helpers.explain(lite0, x[i], method, classes=c), batch[i], atol=2e-5)

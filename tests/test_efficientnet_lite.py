@@ -12,7 +12,7 @@ import skimage.data
 from PIL import Image
 from reference_lite import reference_logits
 
-import efficientnet_lite as lite
+from camlib import efficientnet_lite as lite
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import helpers
-import metrics
+from camlib import metrics
 
 # ---------------------------------------------------------------------------
 # A toy model whose evidence we control
