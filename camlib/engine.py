@@ -107,17 +107,18 @@ def _compiled_pass(model, layer_names: tuple, guided: bool, output: int, specs: 
     image_index = image_input(model)
     several = len(specs) > 1
 
-    def branch(name, A, grad, classes, size, signed):
-        """The maps of method `name` for every class: (N, K, S, S)."""
-        weights_fn = WEIGHTS[name]
+    needs_gradient = tf.constant([name not in NO_GRADIENT for name in MAP_METHODS])
+
+    def maps_of(A, grad, classes, method, size, signed):
+        """The maps of method number `method` at one layer, for every class: (N, K, S, S).
+        One gradient graph, and a switch that runs only the chosen method's weights."""
         A32 = tf.cast(A, tf.float32)  # (N, h, w, c)
 
         def one_class(c):  # c: (N,) the class of each image
-            G = None if name in NO_GRADIENT else grad(c, A)  # (N, h, w, c)
-            column = _columns(kernel, c) if name == "cam" and kernel is not None else None
-            if name == "cam" and kernel is None:
-                column = tf.zeros(tf.shape(A32)[::3])
-            m = weighted_map(A32, weights_fn(A32, G, column), relu=False)  # (N, h, w)
+            G = tf.cond(needs_gradient[method], lambda: grad(c, A), lambda: tf.zeros_like(A32))  # (N, h, w, c)
+            column = _columns(kernel, c) if kernel is not None else tf.zeros(tf.shape(A32)[::3])  # (N, c)
+            branches = [lambda fn=fn: weighted_map(A32, fn(A32, G, column), relu=False) for fn in WEIGHTS.values()]
+            m = tf.switch_case(method, branches)  # (N, h, w)
             return _scaled(tf.where(signed, m, tf.nn.relu(m)), size, signed)
 
         per_class = tf.map_fn(one_class, tf.transpose(classes), fn_output_signature=tf.float32)  # (K, N, S, S)
@@ -155,8 +156,7 @@ def _compiled_pass(model, layer_names: tuple, guided: bool, output: int, specs: 
         size = tf.shape(images)[1:3]
         per_layer = []
         for A in state["A"]:
-            branches = [lambda name=name: branch(name, A, grad, classes, size, signed) for name in MAP_METHODS]
-            per_layer.append(tf.switch_case(method, branches))  # only the chosen method runs
+            per_layer.append(maps_of(A, grad, classes, method, size, signed))
         if guided:  # Guided Backpropagation: per class (N, S, S, 3), times the map if any
             pixels = tf.map_fn(lambda c: grad(c, images), tf.transpose(classes), fn_output_signature=tf.float32)
             pixels = tf.transpose(pixels, (1, 0, 2, 3, 4))  # (N, K, S, S, 3)

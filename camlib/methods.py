@@ -55,8 +55,8 @@ def grad_cam_pp_weights(A, G, column):
     for logits above 88). The authors' last commit ("improved heatmap generation",
     adityac94/Grad_CAM_plus_plus misc/utils.py) normalises alpha over the positions where
     the gradient is positive (dividing by 1 where there are none); `grad_cam_pp_all_weights`
-    is their first commit. On a global-average-pooling head g is constant over positions
-    and every form gives ReLU(sum_k ReLU(w_k^c) A_k).
+    is their first commit. On a global-average-pooling head g is constant over positions,
+    alpha is 1/Z after either normalisation, and both give ReLU(sum_k ReLU(w_k^c) A_k).
     """
     alpha = _grad_cam_pp_alpha(A, G, tf.reduce_sum(A, axis=(1, 2), keepdims=True))  # (N, h, w, c)
     positive = tf.cast(G > 0, G.dtype)
