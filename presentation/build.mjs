@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Build the CAM teaching deck: presentation/slides.md -> slides.html (one self-contained
-// file) and slides.pdf (printed from that file by headless Chromium).
+// file) and slides.pdf (printed from that file by the system's headless Chromium, driven by
+// playwright-core, once reveal.js's print layout is complete; checked for one page per slide).
 //
 //   node build.mjs [--images DIR] [--out DIR] [--no-pdf] [--keep-png] [--chromium PATH]
 //
@@ -11,9 +12,7 @@
 // The output has no timestamps: the same inputs give the same slides.html, and
 // slides.pdf gets fixed dates so that it is reproducible too.
 
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -554,48 +553,146 @@ function fixPdfDates(buffer) {
   return Buffer.from(text, "latin1");
 }
 
-function printPdf(htmlFile, pdfFile, opts) {
-  const chromium = findChromium(opts.chromium);
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "slides-chromium-"));
-  const tmpPdf = path.join(profile, "slides.pdf");
-  const url = pathToFileURL(htmlFile).href + "?print-pdf";
-  const args = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--disable-default-apps",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--hide-scrollbars",
-    "--mute-audio",
-    `--user-data-dir=${profile}`,
-    "--run-all-compositor-stages-before-draw",
-    "--virtual-time-budget=20000",
-    "--no-pdf-header-footer",
-    "--generate-pdf-document-outline",
-    `--print-to-pdf=${tmpPdf}`,
-    url,
-  ];
-  log(`printing ${path.basename(pdfFile)} with ${chromium}`);
+// Pages in a PDF as Chromium writes it (each page object has `/Type /Page`).
+function countPdfPages(buffer) {
+  return (buffer.toString("latin1").match(/\/Type\s*\/Page\b(?!s)/g) || []).length;
+}
+
+// How long to wait for the page to load and reveal.js to lay it out for print, and how
+// often to try to print it. The machine may be slow and busy (2 shared cores).
+const PDF_TIMEOUT_MS = 180_000;
+const PDF_ATTEMPTS = 3;
+
+// Set before the page's own scripts run: reveal.js dispatches `pdf-ready` (it bubbles to
+// the document) when the print layout is done.
+const PDF_READY_INIT = `
+  window.__slidesPdfReady = false;
+  document.addEventListener("pdf-ready", () => { window.__slidesPdfReady = true; });
+`;
+
+// True (in the page) when the print layout is complete: reveal.js has said `pdf-ready`,
+// every slide sits in its own .pdf-page (none is left outside one), the fonts are loaded
+// and every image has loaded.
+function printLayoutReady(slides) {
+  if (!window.__slidesPdfReady || typeof Reveal === "undefined" || !Reveal.isReady()) return false;
+  if (!document.documentElement.classList.contains("reveal-print")) return false;
+  const pages = document.querySelectorAll(".reveal .slides .pdf-page");
+  if (pages.length !== slides) return false;
+  if (document.querySelectorAll(".reveal .slides > section").length !== 0) return false;
+  if ([...pages].some((p) => p.querySelectorAll(":scope > section").length !== 1)) return false;
+  if (document.fonts.status !== "loaded") return false;
+  return [...document.images].every((img) => img.complete && img.naturalWidth > 0);
+}
+
+// What printLayoutReady() waits for, for the error message when it times out.
+function printLayoutState(slides) {
+  const images = [...document.images];
+  return [
+    `pdf-ready: ${Boolean(window.__slidesPdfReady)}`,
+    `${document.querySelectorAll(".reveal .slides .pdf-page").length}/${slides} .pdf-page`,
+    `${document.querySelectorAll(".reveal .slides > section").length} slides outside one`,
+    `fonts ${document.fonts.status}`,
+    `${images.filter((img) => img.complete && img.naturalWidth > 0).length}/${images.length} images loaded`,
+  ].join(", ");
+}
+
+// Then (in the page): every image decoded, and two more frames so that the last layout
+// has been painted.
+async function settle() {
+  await document.fonts.ready;
+  await Promise.all([...document.images].map((img) => img.decode()));
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  return true;
+}
+
+// Print the deck with the system Chromium driven by Playwright (playwright-core; it never
+// downloads a browser): open slides.html?print-pdf, wait until reveal.js's print layout is
+// complete, print, and check that the PDF has one page per slide. A wrong PDF is printed
+// again, up to PDF_ATTEMPTS times, then the build fails.
+async function printPdf(htmlFile, pdfFile, slideCount, opts) {
+  const chromiumPath = findChromium(opts.chromium);
+  let chromium;
   try {
-    const r = spawnSync(chromium, args, { encoding: "utf8", timeout: 180_000 });
-    if (r.error) die(`could not run ${chromium}: ${r.error.message}`);
-    if (r.status !== 0 || !fs.existsSync(tmpPdf)) {
-      die(`${chromium} failed to print the PDF (exit ${r.status}):\n${(r.stderr || "").slice(-3000)}`);
-    }
-    fs.writeFileSync(pdfFile, fixPdfDates(fs.readFileSync(tmpPdf)));
-  } finally {
-    fs.rmSync(profile, { recursive: true, force: true });
+    ({ chromium } = await import("playwright-core"));
+  } catch (err) {
+    die(`playwright-core is missing (${err.message}): run \`npm ci\` in presentation/ (build.sh does)`);
   }
+  const url = pathToFileURL(htmlFile).href + "?print-pdf";
+  log(`printing ${path.basename(pdfFile)} with ${chromiumPath}`);
+  let browser;
+  try {
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      headless: true,
+      timeout: PDF_TIMEOUT_MS,
+      args: [
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--hide-scrollbars",
+        "--mute-audio",
+        "--run-all-compositor-stages-before-draw",
+      ],
+    });
+  } catch (err) {
+    die(`could not start ${chromiumPath} through Playwright: ${err.message}`);
+  }
+  const failures = [];
+  try {
+    for (let attempt = 1; attempt <= PDF_ATTEMPTS; attempt++) {
+      const context = await browser.newContext({
+        viewport: { width: 800, height: 600 },
+        deviceScaleFactor: 1,
+        offline: true, // the page loads nothing from the network (its CSP says so too)
+      });
+      context.setDefaultTimeout(PDF_TIMEOUT_MS);
+      const errors = [];
+      try {
+        await context.addInitScript(PDF_READY_INIT);
+        const page = await context.newPage();
+        page.on("pageerror", (err) => errors.push(`page error: ${err.message}`));
+        await page.goto(url, { waitUntil: "load", timeout: PDF_TIMEOUT_MS });
+        try {
+          await page.waitForFunction(printLayoutReady, slideCount, { timeout: PDF_TIMEOUT_MS, polling: 250 });
+        } catch (err) {
+          const state = await page.evaluate(printLayoutState, slideCount).catch(() => "unknown");
+          throw new Error(`reveal.js's print layout was not ready after ${PDF_TIMEOUT_MS / 1000} s (${state}): ${err.message}`);
+        }
+        await page.evaluate(settle);
+        if (!(await page.evaluate(printLayoutReady, slideCount))) throw new Error("the print layout changed while settling");
+        const pdf = await page.pdf({
+          preferCSSPageSize: true,
+          printBackground: true,
+          displayHeaderFooter: false,
+          tagged: true,
+          outline: true,
+        });
+        const pages = countPdfPages(pdf);
+        if (errors.length) throw new Error(errors.join("; "));
+        if (pages !== slideCount) throw new Error(`the PDF has ${pages} page(s) for ${slideCount} slides`);
+        fs.writeFileSync(pdfFile, fixPdfDates(pdf));
+        if (attempt > 1) log(`printed the PDF on attempt ${attempt}`);
+        return;
+      } catch (err) {
+        const message = `attempt ${attempt}/${PDF_ATTEMPTS}: ${err.message.split("\n")[0]}`;
+        failures.push(message);
+        log(`PDF ${message}`);
+      } finally {
+        await context.close().catch(() => {});
+      }
+    }
+  } finally {
+    await browser.close().catch(() => {});
+  }
+  die(`could not print a PDF with one page per slide (${slideCount}):\n  ${failures.join("\n  ")}`);
 }
 
 // ---------------------------------------------------------------------------
 
-function main() {
+async function main() {
   const opts = parseArgs(process.argv.slice(2));
   if (!fs.existsSync(opts.source)) die(`${opts.source} does not exist`);
   const source = fs.readFileSync(opts.source, "utf8").replace(/\r\n?/g, "\n");
@@ -611,7 +708,7 @@ function main() {
   const outputs = [htmlFile];
   if (opts.pdf) {
     const pdfFile = path.join(opts.out, "slides.pdf");
-    printPdf(htmlFile, pdfFile, opts);
+    await printPdf(htmlFile, pdfFile, slides.length, opts);
     log(`wrote ${pdfFile} (${size(pdfFile)})`);
     outputs.push(pdfFile);
   }
@@ -622,12 +719,11 @@ function main() {
   }
 }
 
-try {
-  main();
-} catch (err) {
+main().catch((err) => {
   if (err instanceof BuildError) {
     process.stderr.write(`[slides] error: ${err.message}\n`);
-    process.exit(1);
+  } else {
+    process.stderr.write(`[slides] error: ${err.stack || err}\n`);
   }
-  throw err;
-}
+  process.exit(1);
+});
