@@ -9,6 +9,7 @@ missing or older than requirements.txt.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -88,6 +89,17 @@ def bench() -> None:
     sh(PYTHON, "benchmarks/bench.py", *sys.argv[2:])
 
 
+def explain() -> None:
+    """Class activation maps for your photos (python3 tasks.py explain --help): camlib.cli in
+    the venv, run in the caller's folder so that relative paths are the caller's. Ctrl-C
+    reaches both processes; this one waits while the run saves its last batch."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONPATH": path}
+    child = subprocess.Popen([str(PYTHON), "-m", "camlib.cli", *sys.argv[2:]], env=env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(child.wait())
+
+
 def lint() -> None:
     sh(PYTHON, "-m", "ruff", "check", ".")
 
@@ -99,6 +111,7 @@ COMMANDS = {
     "notebook": notebook,
     "slides": slides,
     "bench": bench,
+    "explain": explain,
     "lint": lint,
 }
 
