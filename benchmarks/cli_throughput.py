@@ -14,6 +14,7 @@ the medians are compared. The target: cli >= 0.8 x forward.
 
     .venv/bin/python benchmarks/cli_throughput.py                    # grad_cam, 128 photos, batch 16
     .venv/bin/python benchmarks/cli_throughput.py --method grad_cam,grad_cam++ --classes top3
+    .venv/bin/python benchmarks/cli_throughput.py --model resnet50 --random-weights   # a heavier network
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def time_cli(model, folder: Path, settings: cli.Settings, batch_size: int, worke
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--random-weights", action="store_true", help="for keras.applications models offline")
     p.add_argument("--method", default="grad_cam")
     p.add_argument("--classes", default="top1")
     p.add_argument("--photos", type=int, default=128)
@@ -86,7 +88,7 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
 
-    model = models.load_model(args.model)
+    model = models.load_model(args.model, weights=None if args.random_weights else "imagenet")
     size = model.inputs[0].shape[1]
     n_classes = model.outputs[0].shape[-1]
     settings = cli.Settings(

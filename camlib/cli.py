@@ -83,7 +83,8 @@ written into DIR:
   results.csv        one row per photo x method x class: {", ".join(COLUMNS)}
                      (status is "ok" or why the photo failed; peak and box in pixels of the
                      S x S image the model saw, after --fit; box: the largest region at or
-                     above {BOX_THRESHOLD:g} of the map's maximum, x1/y1 exclusive)
+                     above {BOX_THRESHOLD:g} of the map's maximum, x1/y1 exclusive; for the guided
+                     methods both come from |gradient|, whose boxes are small and noisy)
   overlays/P.png     per photo P (its path below the folder given, extension kept), one panel
                      per method (columns) and class (rows), with the peak and the box
   maps/P.npz         per method an array (K, S, S) float16 in [0, 1] (guided methods:
@@ -437,6 +438,8 @@ def panel(image: np.ndarray, map_: np.ndarray, box, top, caption: str) -> Image.
     while len(caption) > 4 and draw.textlength(caption, font=font()) > size - 4:
         caption = caption[:-2].rstrip() + "…"
     draw.text((2, 2), caption, fill="black", font=font())
+    if map_.ndim == 3:  # guided gradients are sparse: their box and peak say little, not drawn
+        return canvas
     if box[2] > box[0]:
         x0, y0, x1, y1 = box
         draw.rectangle((x0, y0 + TITLE_HEIGHT, x1 - 1, y1 - 1 + TITLE_HEIGHT), outline="white")
@@ -633,17 +636,17 @@ def prepare(args) -> tuple:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit code (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED)."""
     args = parser().parse_args(argv)
+    out = Path(args.out)
     try:
         model, s, todo, skipped = prepare(args)
+        if skipped:
+            print(f"{skipped} photos already done in {out}, skipped")
+        summary = run(model, todo, out, s, args.batch_size, args.workers, skipped)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.out)
-    if skipped:
-        print(f"{skipped} photos already done in {out}, skipped")
-    try:
-        summary = run(model, todo, out, s, args.batch_size, args.workers, skipped)
     except KeyboardInterrupt:
         print(f"\ninterrupted; what was done is in {out / 'results.csv'}: run the same command to go on",
               file=sys.stderr)  # fmt: skip

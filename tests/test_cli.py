@@ -299,6 +299,13 @@ def test_an_interrupted_run_goes_on_where_it_stopped(tiny, tmp_path, monkeypatch
             raise KeyboardInterrupt  # Ctrl-C while the second batch runs
         return real(model, images, s)
 
+    def no_model(*args):
+        raise KeyboardInterrupt  # Ctrl-C while the model loads
+
+    monkeypatch.setattr(cli, "load", no_model)
+    assert run(root, "--out", out, "--model", tiny) == cli.EXIT_INTERRUPTED
+    assert "Traceback" not in capsys.readouterr().err
+    monkeypatch.undo()
     monkeypatch.setattr(cli, "explain_batch", interrupted)
     assert run(root, "--out", out, "--model", tiny, "--batch-size", 4) == cli.EXIT_INTERRUPTED
     assert "run the same command" in capsys.readouterr().err
