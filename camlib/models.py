@@ -58,6 +58,10 @@ APPLICATIONS = {
     "xception": ("Xception", "tf", 299),
     "inception_v3": ("InceptionV3", "tf", 299),
     "efficientnet_b0": ("EfficientNetB0", None, 224),  # normalises inside the network
+    "efficientnet_v2_b0": ("EfficientNetV2B0", None, 224),
+    "convnext_tiny": ("ConvNeXtTiny", None, 224),
+    "mobilenet_v3_small": ("MobileNetV3Small", None, 224),
+    "nasnet_mobile": ("NASNetMobile", "tf", 224),
 }
 MODELS = sorted([*efficientnet_lite.VARIANTS, *APPLICATIONS])
 SHARED_WEIGHTS = {  # real ImageNet weights that ../shared/models may hold
@@ -111,7 +115,7 @@ def load_model(name: str = "efficientnet_lite0", weights: str | Path | None = "i
 
 def _application(constructor: str, name: str, inputs, weights, **kwargs) -> keras.Model:
     """A keras.applications model built on `inputs` (a single tensor in, one out)."""
-    model = getattr(keras.applications, constructor)(weights=weights, input_tensor=inputs, name=name, **kwargs)
+    model = getattr(keras.applications, constructor)(weights=weights, input_tensor=inputs, **kwargs)
     return keras.Model(model.inputs[0], model.outputs[0], name=name)
 
 

@@ -193,3 +193,85 @@ def test_layer_cam_fusion_through_the_model(lite0, photos):
     expected = np.maximum(maps[2], np.tanh(2 * np.maximum(maps[0], maps[1])))
     expected /= expected.max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(fused, expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Every kind of Keras model
+
+
+def small_cnn_layers():
+    return [keras.layers.Conv2D(4, 3, activation="relu", name="conv"), keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, name="head")]
+
+
+class Sub(keras.Model):
+    """A subclassed model: no symbolic graph, layers called in `call`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool, self.head = small_cnn_layers()
+
+    def call(self, x):
+        return self.head(self.pool(self.conv(x)))
+
+
+def test_subclassed_model(rng):
+    model = Sub()
+    x = rng.uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    model(x)
+    reference = keras.Sequential([keras.Input((16, 16, 3)), *small_cnn_layers()])
+    reference.set_weights(model.get_weights())
+    assert helpers.target_layer(model) == "conv"
+    for method in ("grad_cam", "grad_cam++", "layer_cam", "eigen_cam", "guided_grad_cam", "ablation_cam"):
+        maps = helpers.explain(model, x, method, layer="conv", classes=[0, 1])
+        np.testing.assert_allclose(maps, helpers.explain(reference, x, method, layer="conv", classes=[0, 1]),
+                                   atol=1e-5, err_msg=method)
+    np.testing.assert_allclose(helpers.explain(model, x), helpers.explain(reference, x), atol=1e-5)  # automatic layer
+    with pytest.raises(ValueError, match="grad_cam"):
+        helpers.explain(model, x, "cam", layer="conv")
+
+
+def two_input_model():
+    image, vector = keras.Input((16, 16, 3), name="image"), keras.Input((5,), name="vector")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu", name="conv")(image))
+    x = keras.layers.Concatenate()([x, keras.layers.Dense(4, name="meta")(vector)])
+    return keras.Model([image, vector], keras.layers.Dense(3, name="head")(x))
+
+
+def test_two_inputs(rng):
+    model = two_input_model()
+    x, v = rng.uniform(0, 255, (2, 16, 16, 3)), rng.normal(size=(2, 5))
+    assert helpers.target_layer(model) == "conv"
+    maps = helpers.explain(model, [x, v], "grad_cam")
+    assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
+    np.testing.assert_array_equal(maps, helpers.explain(model, {"image": x, "vector": v}, "grad_cam"))
+    np.testing.assert_allclose(helpers.explain(model, [x[0], v[0]], "grad_cam"), maps[0], atol=1e-6)
+    assert helpers.explain(model, [x, v], "score_cam", progress=False).shape == (2, 16, 16)
+    with pytest.raises(ValueError, match="2 inputs"):
+        helpers.explain(model, x)
+
+
+def test_two_outputs(rng):
+    image = keras.Input((16, 16, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu", name="conv")(image))
+    model = keras.Model(image, [keras.layers.Dense(3, name="kind")(features),
+                                keras.layers.Dense(7, activation="softmax", name="colour")(features)])
+    x = rng.uniform(0, 255, (2, 16, 16, 3))
+    with pytest.raises(ValueError, match="say which with output="):
+        helpers.explain(model, x)
+    by_name = helpers.explanation(model, x, "cam", output="colour", classes=6)
+    assert by_name.logits.shape == (2, 7) and by_name.maps.shape == (2, 16, 16)
+    np.testing.assert_array_equal(by_name.maps, helpers.explain(model, x, "cam", output=1, classes=6))
+    np.testing.assert_allclose(helpers.explain(model, x, "grad_cam", output=1, classes=6), by_name.maps, atol=1e-5)
+    with pytest.raises(ValueError, match="no output 'size'"):
+        helpers.explain(model, x, output="size")
+
+
+def test_a_layer_without_a_spatial_map(lite0):
+    with pytest.raises(ValueError, match="no spatial map.*top_activation"):
+        helpers.explain(lite0, np.zeros((224, 224, 3)), layer="predictions")
+
+
+def test_a_function_is_not_a_model():
+    with pytest.raises(TypeError, match="a Keras model is expected"):
+        helpers.explain(lambda x: x, np.zeros((8, 8, 3)))
