@@ -42,6 +42,7 @@ from typing import NamedTuple
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from camlib import engine, layers, metrics, model_files, models, photos, plots  # noqa: E402
@@ -205,11 +206,12 @@ def find_photos(paths: Sequence[str], out: Path) -> list[Photo]:
     each with the relative path its outputs mirror, unique even for equal names in different
     folders. A path that does not exist raises UsageError."""
     out = Path(os.path.abspath(out))
+    outputs = {out, out / "overlays", out / "maps"}  # even when DIR is one of the folders given
     found = {}  # absolute path -> path as shown, in order, without duplicates
     for given in paths:
         if os.path.isdir(given):
             for folder, dirs, files in os.walk(given):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and Path(os.path.abspath(folder), d) != out)
+                dirs[:] = sorted(d for d in dirs if d[0] != "." and Path(os.path.abspath(folder), d) not in outputs)
                 for name in sorted(files):
                     if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                         path = os.path.join(folder, name)
@@ -331,6 +333,8 @@ def decoded(pool, todo: Sequence[Photo], batch_size: int, size: int, fit: str, a
 
 
 class Settings(NamedTuple):
+    """What is computed for every batch (from the options and the model)."""
+
     methods: tuple[str, ...]
     classes: Classes
     layer: str | None
@@ -371,17 +375,14 @@ def explanation(model, images, method: str, classes, s: Settings) -> engine.Expl
 
 
 def forward(model, images: np.ndarray, output) -> np.ndarray:
-    """The model's output (N, classes) for `output`, from a forward pass compiled once per model."""
-    fn = model.__dict__.get("_cli_forward")
-    if fn is None:
-        import tensorflow as tf
-
-        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        model.__dict__["_cli_forward"] = fn
-    y = fn(images.astype(np.float32))
+    """The model's output (N, classes) (the one `output` names), from a forward pass compiled
+    once per model: what the top K classes are chosen from."""
+    if "_cli_forward" not in model.__dict__:
+        model.__dict__["_cli_forward"] = tf.function(lambda x: model(x, training=False), autograph=False)
+    y = model.__dict__["_cli_forward"](tf.constant(images, tf.float32))
     if isinstance(y, dict):
-        y = y[output] if output in y else list(y.values())[int(output or 0)]
-    elif isinstance(y, (list, tuple)):
+        y = list(y.values())
+    if isinstance(y, (list, tuple)):
         y = y[layers.output_index(model, output)]
     return np.asarray(y)
 

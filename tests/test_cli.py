@@ -8,6 +8,7 @@ the real EfficientNet-Lite0 in one end-to-end test, and the .keras file saved un
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -159,6 +160,11 @@ def test_find_photos_mirrors_relative_paths(tmp_path):
         out / "overlays/a/red.jpg.png",
         out / "maps/a/red.jpg.npz",
     )
+
+    shutil.rmtree(out)
+    (root / "overlays").mkdir()  # DIR = the input folder itself: its outputs are not inputs either
+    Image.new("RGB", (8, 8)).save(root / "overlays" / "old.png")
+    assert sorted(p.key for p in cli.find_photos([str(root)], root)) == sorted(GOOD + BAD)
 
     # two folders: keys keep the folder names; a file named twice is found once
     other = write_photos(tmp_path / "other", ["a/red.jpg"], [])
