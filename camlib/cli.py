@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # the numbers of the notebook and the tests, no oneDNN notes
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -622,7 +623,8 @@ def prepare(args) -> tuple:
         n_classes = int(explanation(model, np.zeros((1, size, size, 3), np.float32), methods[0], None, first)
                         .logits.shape[-1])  # fmt: skip
     except Exception as e:  # the engine's own messages say what is wrong with the model or the options
-        raise UsageError(" ".join(str(e).split()) or type(e).__name__) from None
+        message = " ".join(str(e).split()) or type(e).__name__
+        raise UsageError(message.replace("with output=", "with --output")) from None
     s = first._replace(classes=parse_classes(args.classes, n_classes), n_classes=n_classes)
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out, {
