@@ -18,7 +18,6 @@ import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 

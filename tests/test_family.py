@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from camlib import methods
 
 # the 2 x 2 x 2 layer of test_cam.py: channel 0: A = [[1, 0], [0, 1]], G = 1 everywhere;
 # channel 1: A = 1 everywhere, G = [[1, -1], [0, 2]]
