@@ -180,11 +180,8 @@ def test_tiny_model_every_setting_shows_the_overlay_of_explain(tiny, tiny_photos
     ui = explorer.explore(tiny, tiny_photos)
     ex = ui.explorer
     assert ex.message == ""
-    assert [v for _, v in ex.w.layer.options] == [
-        "conv2",
-        "conv1",
-        "rescaling",
-    ] and ex.layer == "conv2"  # deepest first
+    assert [v for _, v in ex.w.layer.options] == ["conv2", "conv1", "rescaling"]  # deepest first
+    assert ex.layer == "conv2"  # the automatic choice
     assert ex.w.class_box.options == tuple(str(i) for i in range(10))  # not ImageNet: indices
     assert list(ex.w.method.options) == [(explorer.method_label(m), m) for m in engine.METHODS]
 
