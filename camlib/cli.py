@@ -34,6 +34,7 @@ import functools
 import json
 import os
 import sys
+import textwrap
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -82,7 +83,8 @@ examples:
   python3 tasks.py explain photos --out out --model tuned.weights.h5 --arch mobilenet_v2
 
 written into DIR:
-  results.csv        one row per photo x method x class: {", ".join(COLUMNS)}
+  results.csv        one row per photo x method x class, columns
+{_wrapped(COLUMNS, 21)}
                      (status is "ok" or why the photo failed; peak and box in pixels of the
                      S x S image the model saw, after --fit; box: the largest region at or
                      above {BOX_THRESHOLD:g} of the map's maximum, x1/y1 exclusive; for the guided
@@ -94,7 +96,8 @@ written into DIR:
 
 Run the same command again after an interruption: photos already done are skipped.
 Exit code 0 if every photo was explained, 1 if some could not be read, 2 for a usage error.
-methods: {", ".join(engine.METHODS)}""",
+methods:
+{_wrapped(engine.METHODS, 2)}""",
     )
     p.add_argument(
         "paths",
@@ -144,6 +147,10 @@ methods: {", ".join(engine.METHODS)}""",
         help="load a .keras file even if it contains code (Lambda layers): only files you trust",
     )
     return p
+
+
+def _wrapped(words: Sequence[str], indent: int) -> str:
+    return textwrap.fill(", ".join(words), 88, initial_indent=" " * indent, subsequent_indent=" " * indent)
 
 
 def split_list(values: Sequence[str] | None, default: Sequence[str] = ()) -> list[str]:
