@@ -15,18 +15,25 @@
 # # Class Activation Mapping: where does a CNN look?
 #
 # A convolutional network says *"espresso, 94 %"*. Which pixels made it say so? This notebook builds
-# the answer four ways, on a real ImageNet network, each time first by hand and then with the
-# project's helper:
+# the answer on a real ImageNet network, each method first by hand and then with the project's
+# helper. They all compute $\mathrm{ReLU}(\sum_k w_k A^k)$ from a layer's feature maps $A^k$ and differ
+# only in the weights $w$:
 #
-# | method | paper | the channel weights |
+# | method | paper | the weights |
 # |---|---|---|
 # | CAM | Zhou et al. 2016 | the classifier's weights |
 # | Grad-CAM | Selvaraju et al. 2017 | the mean gradient |
 # | Grad-CAM++ | Chattopadhyay et al. 2018 | a weighted mean of the positive gradients |
+# | Layer-CAM | Jiang et al. 2021 | the positive gradient, at each position |
+# | HiResCAM | Draelos & Carin 2020 | the gradient, at each position |
+# | XGrad-CAM | Fu et al. 2020 | the gradient weighted by the activation |
+# | Eigen-CAM | Muhammad & Yeasin 2020 | the first principal component (no class, no gradient) |
+# | Score-CAM | Wang et al. 2020 | the class probability of the photo masked by the channel |
+# | Ablation-CAM | Desai & Ramaswamy 2020 | the fall of the logit without the channel |
 # | Counterfactual | Selvaraju et al. 2017 | the negated mean gradient |
 #
 # and then adds the pixel-sharp detail of Guided Backpropagation (Springenberg et al. 2015).
-# Everything runs offline on the CPU in a few minutes. Run it cell by cell.
+# Everything runs offline on the CPU, in under ten minutes on two cores. Run it cell by cell.
 
 # %% [markdown]
 # ## 1. Set-up and the model
@@ -195,23 +202,33 @@ print("Grad-CAM++ inline == helper:", np.allclose(grad_cam_pp, grad_cam_pp_inlin
 print("Grad-CAM++ == ReLU(sum_k ReLU(w_k) A_k):", np.allclose(grad_cam_pp, relu_cam, atol=1e-5))
 
 # %% [markdown]
-# Side by side, on the horses (several instances of one class) and the other photos: Grad-CAM++ spreads
-# over more of each object.
+# Side by side, on the horses (several instances of one class) and the other photos. The network's
+# top-1 for the horses is "ram" (0.23), which is wrong, so there we explain the class the photo shows,
+# "sorrel" (a chestnut horse), although the network gives it a probability of only 0.004. `label` is
+# `helpers.title` with two significant digits, so that such a probability does not read 0.00.
+
 
 # %%
+def label(method, c, p):
+    """ "Grad-CAM: sorrel (0.0041)": the method, the class and its probability."""
+    return f"{helpers.title(method, c)} ({p:.2g})"
+
+
 horses = helpers.example("horses")
-both = np.concatenate([photos, horses[None]])
-maps = {m: helpers.explanation(model, both, m) for m in ("cam", "grad_cam", "grad_cam++")}
+sorrel = helpers.class_index("sorrel")
+both, both_classes = np.concatenate([photos, horses[None]]), np.append(top1, sorrel)  # (6, 224, 224, 3), (6,)
+maps = {m: helpers.explanation(model, both, m, both_classes) for m in ("cam", "grad_cam", "grad_cam++")}
 panels, titles = [], []
 for i in range(len(both)):
     for m, e in maps.items():
         panels.append((both[i], e.maps[i]))
-        titles.append(helpers.title(m, e.classes[i], e.probabilities[i]))
+        titles.append(label(m, e.classes[i], e.probabilities[i]))
 helpers.show(panels, titles, cols=6, path=FIGURES / "overview.png")
 
 # %%
 # NBVAL_CHECK_OUTPUT
 coverage = {m: (e.maps > 0.5).mean(axis=(1, 2)) for m, e in maps.items()}  # share of the photo above half the peak
+print(f"sorrel on the horses: p = {maps['cam'].probabilities[-1]:.4f}")
 print("share of the photo above half the peak")
 for m, c in coverage.items():
     print(f"{m:>11}: " + " ".join(f"{v:.2f}" for v in c))
@@ -219,7 +236,7 @@ for m, c in coverage.items():
 # %%
 helpers.show(
     [(horses, maps["grad_cam"].maps[-1]), (horses, maps["grad_cam++"].maps[-1])],
-    [helpers.title(m, maps[m].classes[-1], maps[m].probabilities[-1]) for m in ("grad_cam", "grad_cam++")],
+    [label(m, maps[m].classes[-1], maps[m].probabilities[-1]) for m in ("grad_cam", "grad_cam++")],
     path=FIGURES / "gradcampp_vs_gradcam.png",
 )
 
@@ -228,7 +245,230 @@ helpers.show(
 # the negative channels; on the horses it covers more of the animals.
 
 # %% [markdown]
-# ## 5. Counterfactual explanations: what argues against a class?
+# ### Four Grad-CAM++s
+#
+# At the last layer of this head every reading of the paper gives the same map. At an intermediate
+# layer the gradient varies over the positions, and there the libraries disagree about one detail, the
+# normalisation of $\alpha$ (`helpers.METHODS` has all four):
+#
+# | method | code it follows | $\alpha^{kc}_{ij}$ divided by | $w^c_k$ |
+# |---|---|---|---|
+# | `grad_cam++` | the authors' final code | $\sum_{ij:\, g_{ij} > 0} \alpha^{kc}_{ij}$ | $\sum_{ij} \alpha^{kc}_{ij} \mathrm{ReLU}(g_{ij})$ |
+# | `grad_cam++_all` | the authors' first commit, tf-keras-vis | $\sum_{ij} \alpha^{kc}_{ij}$ | the same |
+# | `grad_cam++_raw` | pytorch-grad-cam | nothing | the same |
+# | `grad_cam++_mean` | xplique | nothing, and $\frac{1}{Z}\sum_{ab} A^k_{ab}$ in eq. 19 | $\frac{1}{Z}\sum_{ij} \alpha^{kc}_{ij} \mathrm{ReLU}(g_{ij})$ |
+#
+# Only positions with $g_{ij} > 0$ enter $w^c_k$, but `grad_cam++_all` divides by a sum over every
+# position, and $\alpha^{kc}_{ij}$ can be negative where the denominator of eq. 19 is (for instance where
+# $g_{ij} < 0$ and $\sum_{ab} A^k_{ab} > 0$): the sum can come out negative or near zero and flip or blow up
+# the weight of a channel whose gradient is mostly positive. Without the normalisation (`_raw`, `_mean`),
+# $w^c_k$ is a sum over the positions instead of a weighted average, so channels with many positions of
+# positive gradient weigh more. The four maps at `block6d_add` ($7 \times 7 \times 192$, the output of the
+# last residual block):
+
+# %%
+VARIANTS = ["grad_cam++", "grad_cam++_all", "grad_cam++_raw", "grad_cam++_mean"]
+trio_names = ["dog", "horses", "giraffe"]
+trio = np.stack([helpers.example(name) for name in trio_names])  # (3, 224, 224, 3)
+trio_classes = np.array([top1[names.index("dog")], sorrel, top1[names.index("giraffe")]])  # malamute, sorrel, zebra
+variants = {m: helpers.explanation(model, trio, m, trio_classes, layer="block6d_add") for m in VARIANTS}
+panels, titles = [], []
+for i in range(len(trio)):
+    for m, e in variants.items():
+        panels.append((trio[i], e.maps[i]))
+        titles.append(label(m, e.classes[i], e.probabilities[i]).replace(": ", "\n"))  # long names: two lines
+helpers.show(panels, titles, cols=len(VARIANTS), path=FIGURES / "gradcampp_variants.png")
+
+# %% [markdown]
+# How alike are they? The correlation of each variant's map with the authors' (over the 224 x 224 pixels),
+# at `block6d_add` and at `block6b_expand_activation`, a ReLU6 output ($A \geq 0$) of the same stage:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for layer in ("block6d_add", "block6b_expand_activation"):
+    e = {m: helpers.explain(model, trio, m, trio_classes, layer=layer) for m in VARIANTS}  # (3, 224, 224) each
+    print(f"{layer}, correlation with grad_cam++:\n" + " " * 8 + "".join(f"{m:>17}" for m in VARIANTS[1:]))
+    for i, name in enumerate(trio_names):
+        r = [np.corrcoef(e["grad_cam++"][i].ravel(), e[m][i].ravel())[0, 1] for m in VARIANTS[1:]]
+        print(f"{name:>8}" + "".join(f"{v + 0.0:>17.2f}" for v in np.round(r, 2)))
+
+# %% [markdown]
+# Notice: at `block6d_add` the variants disagree, most on the dog, where the unnormalised one lights up the
+# background instead of the dog; at the ReLU6 layer they all correlate at 0.99 or more. Where $g \neq 0$,
+# eq. 19 reads $\alpha^{kc}_{ij} = 1 / (2 + g_{ij} \sum_{ab} A^k_{ab})$: when $A \geq 0$ and that product is
+# small, $\alpha$ is close to $1/2$ everywhere and the normalisations change little. Where activations can be
+# negative, as at `block6d_add`, $\sum_{ab} A^k_{ab}$ can be negative too, and $\alpha$ swings from position
+# to position, negative or huge where $2 + g_{ij} \sum_{ab} A^k_{ab}$ nears 0. Say which Grad-CAM++ you use.
+
+# %% [markdown]
+# ## 5. The rest of the family
+#
+# Since 2018 many methods have changed the weights and kept the rest of the recipe:
+# $L^c = \mathrm{ReLU}(\sum_k w_k A^k)$, upsampled and scaled. Three use the gradient differently
+# (Layer-CAM, HiResCAM, XGrad-CAM), one uses no class at all (Eigen-CAM), and two ask the model
+# itself, with one forward pass per channel (Score-CAM, Ablation-CAM). At the last layer of this head
+# several of them coincide (end of this section), so we write them at `block6d_add` ($7 \times 7 \times 192$),
+# recorded as in section 3. Its activations are a residual sum, not a ReLU's output: about half are negative.
+
+# %%
+LAYER = "block6d_add"
+two_outputs = keras.Model(model.input, [model.get_layer(LAYER).output, model.output])
+with tf.GradientTape() as tape:
+    A6, y = two_outputs(photos.astype("float32"), training=False)  # (N, 7, 7, 192), (N, 1000)
+    score = tf.reduce_sum(tf.gather(y, top1, batch_dims=1))
+G6 = tape.gradient(score, A6)  # (N, 7, 7, 192)
+print(f"negative activations at {LAYER}: {np.mean(A6.numpy() < 0):.0%}")
+
+
+def agrees(method, w, which=slice(None)):
+    """Does ReLU(sum_k w_k A_k) with the inline weights w equal the helper's map at LAYER?"""
+    inline = helpers.upsample_and_scale(helpers.weighted_map(A6[which], w), (224, 224)).numpy()
+    helper = helpers.explain(model, photos[which], method, top1[which], layer=LAYER, progress=False)
+    return f"{helpers.NAMES[method]} inline == helper: {np.allclose(inline, helper, atol=1e-3)}"  # float32 noise
+
+
+# %% [markdown]
+# ### Layer-CAM: a weight per position
+#
+# Grad-CAM gives channel $k$ one weight everywhere, the mean of its gradient, which averages away
+# *where* in the channel the gradient is. Layer-CAM (Jiang et al. 2021, eq. 5) keeps each position's own
+# positive gradient, so that shallow layers, whose gradients vary most, still give class maps:
+#
+# $$w^{kc}_{ij} = \mathrm{ReLU}(g^{kc}_{ij}), \qquad
+# L^c_{ij} = \mathrm{ReLU}\Big(\sum_k w^{kc}_{ij} A^k_{ij}\Big)$$
+
+# %%
+# NBVAL_CHECK_OUTPUT
+w = tf.nn.relu(G6)  # (N, 7, 7, 192): one weight per position and channel
+print(agrees("layer_cam", w))
+
+# %% [markdown]
+# ### HiResCAM: the gradient itself
+#
+# HiResCAM (Draelos & Carin 2020, eq. 5) keeps the sign too: the map is the elementwise product of the
+# gradient and the activations, summed over channels. Each position is credited with *its own* gradient;
+# Grad-CAM credits it with the channel's mean gradient, and can light up a position whose own gradient
+# points the other way.
+#
+# $$L^c_{ij} = \mathrm{ReLU}\Big(\sum_k g^{kc}_{ij} A^k_{ij}\Big)$$
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(agrees("hirescam", G6))
+
+# %% [markdown]
+# ### XGrad-CAM: the gradient weighted by the activation
+#
+# XGrad-CAM (Fu et al. 2020, eq. 9) derives its weights from two axioms (sensitivity and conservation)
+# and arrives at one weight per channel again, a mean of the gradient weighted by each position's share
+# of the channel's activation:
+#
+# $$w^c_k = \sum_{ij} \frac{A^k_{ij}}{\sum_{ab} A^k_{ab}}\, g^{kc}_{ij}$$
+#
+# It was derived for the feature maps of ReLU networks, which are never negative. Here, where about half of
+# the activations are, $\sum_{ab} A^k_{ab}$ can come close to 0 and blow a weight up (which is also why
+# `agrees` allows float32 noise of $10^{-3}$).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+w = tf.math.divide_no_nan(tf.reduce_sum(A6 * G6, axis=(1, 2)), tf.reduce_sum(A6, axis=(1, 2)))  # (N, 192)
+print(agrees("xgrad_cam", w))
+
+# %% [markdown]
+# ### Eigen-CAM: no class, no gradient
+#
+# Eigen-CAM (Muhammad & Yeasin 2020, eq. 5) reads the layer as a matrix $A$ of $hw$ positions by $K$
+# channels and projects it on its first right singular vector $v_1$: the direction in channel space
+# along which the positions are strongest. The map is the same for every class. The sign of a singular
+# vector is arbitrary, so $v_1$ is turned to agree with $\sum_k A^k$.
+#
+# $$A = U \Sigma V^\top, \qquad L_{ij} = \mathrm{ReLU}\big((A v_1)_{ij}\big)$$
+
+# %%
+# NBVAL_CHECK_OUTPUT
+M = tf.reshape(A6, (len(photos), -1, A6.shape[-1]))  # (N, 49, 192): positions x channels
+_, _, V = tf.linalg.svd(M)  # V: (N, 192, 49), the right singular vectors in its columns
+v1 = V[:, :, 0]  # (N, 192)
+sign = tf.sign(tf.reduce_sum(tf.einsum("npc,nc->np", M, v1) * tf.reduce_sum(M, axis=2), axis=1))  # (N,)
+print(agrees("eigen_cam", v1 * sign[:, None]))
+
+# %% [markdown]
+# ### Score-CAM: ask the model, one channel at a time
+#
+# Score-CAM (Wang et al. 2020, eq. 6-7) uses no gradient. Each channel, upsampled and scaled to
+# $[0, 1]$, becomes a mask $H^k$; the weight is the class probability the model gives the photo $X$
+# seen through that mask. It costs one forward pass per channel: 192 here, for one photo.
+#
+# $$H^k = \frac{\mathrm{up}(A^k) - \min}{\max - \min}, \qquad w^c_k = \mathrm{softmax}\big(f(X \odot H^k)\big)_c$$
+
+# %%
+# NBVAL_CHECK_OUTPUT
+i = names.index("dog")
+up = tf.image.resize(A6[i], (224, 224))  # (224, 224, 192): every channel at the photo's size
+low, high = tf.reduce_min(up, axis=(0, 1)), tf.reduce_max(up, axis=(0, 1))  # (192,)
+H = tf.transpose((up - low) / (high - low), (2, 0, 1))[..., None]  # (192, 224, 224, 1)
+masked = photos[i].astype("float32") * H  # (192, 224, 224, 3): the photo seen through each mask
+logits_k = tf.concat([model(masked[s : s + 32], training=False) for s in range(0, 192, 32)], axis=0)  # (192, 1000)
+w = tf.nn.softmax(logits_k)[:, top1[i]]  # (192,)
+print(agrees("score_cam", w[None], slice(i, i + 1)))
+
+# %% [markdown]
+# ### Ablation-CAM: take a channel away
+#
+# Ablation-CAM (Desai & Ramaswamy 2020, eq. 3) does the opposite experiment: set channel $k$ to zero
+# and see how far the logit $y^c$ falls, relative to $y^c$. Only the layers after `block6d_add` run
+# again, once per channel:
+#
+# $$w^c_k = \frac{y^c - y^c_k}{y^c}, \qquad y^c_k = \text{the logit with } A^k = 0$$
+
+# %%
+# NBVAL_CHECK_OUTPUT
+head = keras.Model(model.get_layer(LAYER).output, model.output)  # the layers after LAYER
+ablated = A6[i] * (1 - tf.eye(192))[:, None, None, :]  # (192, 7, 7, 192): copy k without channel k
+y_k = head(ablated, training=False)[:, top1[i]]  # (192,)
+w = (y[i, top1[i]] - y_k) / y[i, top1[i]]  # (192,)
+print(agrees("ablation_cam", w[None], slice(i, i + 1)))
+
+# %% [markdown]
+# ### The whole family on three photos
+#
+# At the last layer of a pooling + Dense head, $g^{kc}_{ij} = w^c_k / Z$ at every position (section 3).
+# Then HiResCAM and XGrad-CAM are Grad-CAM, which is CAM, and Layer-CAM is Grad-CAM++:
+
+# %%
+FAMILY = ["cam", "grad_cam", "grad_cam++", "layer_cam", "hirescam", "xgrad_cam", "eigen_cam", "score_cam", "ablation_cam"]
+family = {m: helpers.explanation(model, trio, m, trio_classes, progress=False) for m in FAMILY}  # Score-CAM: 1280 passes
+
+
+def same(a, b):
+    return np.allclose(family[a].maps, family[b].maps, atol=1e-5)
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("HiResCAM == XGrad-CAM == Grad-CAM == CAM:", all(same(m, "cam") for m in ("hirescam", "xgrad_cam", "grad_cam")))
+print("Layer-CAM == Grad-CAM++:", same("layer_cam", "grad_cam++"))
+
+# %% [markdown]
+# So the figure below has five different maps, not nine: CAM (= Grad-CAM = HiResCAM = XGrad-CAM), Grad-CAM++
+# (= Layer-CAM), Eigen-CAM, Score-CAM and Ablation-CAM. Score-CAM is the slow one: 1280 forward passes per
+# photo at the last layer, ten seconds or more per photo on two cores (`progress=False` hides its progress bar).
+
+# %%
+panels, titles = [], []
+for i in range(len(trio)):
+    for m, e in family.items():
+        panels.append((trio[i], e.maps[i]))
+        titles.append(label(m, e.classes[i], e.probabilities[i]))
+helpers.show(panels, titles, cols=len(FAMILY), path=FIGURES / "family.png")
+
+# %% [markdown]
+# Notice: the class maps agree on where the malamute and the zebra are. Eigen-CAM, which knows no class,
+# lights up the giraffe when asked for the zebra: it shows the strongest pattern in the activations,
+# whatever the class. On the horses, Grad-CAM++ and Score-CAM spread over more of the herd than Grad-CAM.
+
+# %% [markdown]
+# ## 6. Counterfactual explanations: what argues against a class?
 #
 # Negate the gradients and the same recipe shows the regions whose removal would make the network
 # *more* sure of the class (Selvaraju et al. 2017, section 6.1):
@@ -273,7 +513,7 @@ for j, c in enumerate(pair):
 # "malamute" is the dog itself. A counterfactual map is never positive where the Grad-CAM map is.
 
 # %% [markdown]
-# ## 6. Guided Backpropagation and Guided Grad-CAM
+# ## 7. Guided Backpropagation and Guided Grad-CAM
 #
 # Class maps are coarse ($7 \times 7$). Guided Backpropagation (Springenberg et al. 2015) gives
 # pixel-sharp detail: the gradient of the logit with respect to the pixels, where every ReLU lets the
@@ -284,20 +524,25 @@ for j, c in enumerate(pair):
 # and leaves your model untouched.
 
 # %%
-panels, titles = [dog], ["photo"]
-for method in ("guided_backprop", "guided_grad_cam", "guided_grad_cam++"):
-    e = helpers.explanation(model, dog[None], method, classes=[pair])  # (1, 2, 224, 224, 3)
-    for j, c in enumerate(pair):
-        panels.append(helpers.gradient_image(e.maps[0, j]))
-        titles.append(helpers.title(method, c, e.probabilities[0, j]))
-helpers.show(panels, titles, cols=7, path=FIGURES / "guided_grad_cam.png")
+guided = {m: helpers.explanation(model, dog[None], m, classes=[pair]) for m in ("guided_backprop", "guided_grad_cam")}
+panels, titles = [], []
+for j, c in enumerate(pair):  # one row per class: photo, Grad-CAM, Guided Backprop, Guided Grad-CAM
+    panels += [dog, (dog, for_.maps[0, j])] + [helpers.gradient_image(e.maps[0, j]) for e in guided.values()]
+    titles += ["photo", label("grad_cam", c, for_.probabilities[0, j]).replace(": ", "\n")]  # two lines
+    titles += [label(m, c, e.probabilities[0, j]).replace(": ", "\n") for m, e in guided.items()]
+helpers.show(panels, titles, cols=4, path=FIGURES / "guided_grad_cam.png")
 
 # %% [markdown]
 # Notice: guided backpropagation draws both the dog and the bicycle for either class (it hardly depends
-# on the class); Guided Grad-CAM keeps the edges of the object the class is about.
+# on the class); Guided Grad-CAM keeps the edges of the object the class is about (`guided_grad_cam++`
+# multiplies by the Grad-CAM++ map instead). The fine checkerboard in the guided images comes from the
+# network's stride-2 convolutions: the backward pass of a stride-2 convolution spreads each gradient
+# through its $3 \times 3$ or $5 \times 5$ kernel onto a grid of every other pixel, and since the kernel size
+# is not a multiple of the stride the copies overlap unevenly: alternate pixels collect more of them
+# (the "checkerboard artifacts" of Odena et al. 2016, which also appear in gradients).
 
 # %% [markdown]
-# ## 7. Top-k: one call for several classes
+# ## 8. Top-k: one call for several classes
 #
 # An `(N, K)` array of classes gives `(N, K, 224, 224)` maps from one forward pass: here the top-5 of the
 # dog photo. The network's second guesses are mostly other dogs, and they look at the same dog.
@@ -310,7 +555,7 @@ helpers.show(
 )
 
 # %% [markdown]
-# ## 8. Which layer? Maps at several depths
+# ## 9. Which layer? Maps at several depths
 #
 # The automatic choice is the layer the classifier pools from (`helpers.target_layer`). Earlier layers
 # have finer grids but less class-specific features; `compare_layers` computes Grad-CAM at several of
@@ -330,9 +575,28 @@ helpers.show([(dog, m) for m in by_layer], layers, path=FIGURES / "layers.png")
 # %% [markdown]
 # Notice: from `block6d_add` on, the map sits on the dog; earlier layers respond to edges and texture
 # everywhere, which is why the papers use the last convolutional layer.
+#
+# Layer-CAM (section 5) keeps each position's own gradient, so its shallow maps stay about the class, and
+# its authors fuse several layers (Jiang et al. 2021, section 3.3): each map $\hat M^l$ scaled to $[0, 1]$,
+# the shallower ones damped to $\tanh(\gamma \hat M^l)$ with $\gamma = 2$, then the elementwise maximum
+# $L = \max_l$ of them. `helpers.fuse_layers` does it in one pass.
+
+# %%
+fusion_layers = ["block4c_add", "block5c_add", "block6d_add"]
+per_layer = helpers.compare_layers(model, dog, fusion_layers, "layer_cam", classes=pair[0])  # (3, 224, 224)
+fused = helpers.fuse_layers(model, dog, fusion_layers, classes=pair[0])  # (224, 224)
+helpers.show(
+    [(dog, m) for m in [*per_layer, fused]],
+    [f"{helpers.title('layer_cam', pair[0])}\n{name}" for name in [*fusion_layers, "fused"]],
+    path=FIGURES / "layer_cam_fusion.png",
+)
 
 # %% [markdown]
-# ## 9. Several CNNs, one interface
+# Notice: each layer finds a part of the dog (the head at `block4c_add`, the body deeper down), and the fused
+# map covers the whole dog more finely than the last layer's $7 \times 7$ map.
+
+# %% [markdown]
+# ## 10. Several CNNs, one interface
 #
 # The same call explains EfficientNet-Lite0/1/2 (224, 240 and 260 pixels) and the keras.applications
 # networks. MobileNetV2 and MobileNet have real weights in `../shared/models` here; online, Keras
@@ -358,7 +622,7 @@ for name, net in zoo.items():
 helpers.show(panels, titles, cols=6)
 
 # %% [markdown]
-# ## 10. Does the map tell the truth?
+# ## 11. Does the map tell the truth?
 #
 # A plausible picture is not evidence. The papers argue with numbers; `metrics.py` (re-exported by
 # `helpers`) implements them:
@@ -392,8 +656,24 @@ eval_photos = np.stack([helpers.example(name) for name in EVAL])
 eval_classes = model(eval_photos.astype("float32"), training=False).numpy().argmax(axis=1)
 
 # %%
-methods = ["cam", "grad_cam", "grad_cam++", "counterfactual", "random", "centre"]  # the last two: control maps
-rows = helpers.evaluate(model, eval_photos, methods, eval_classes, [BOXES[n] for n in EVAL], steps=20, progress=True)
+boxes = [BOXES[n] for n in EVAL]
+methods = [m for m in FAMILY if m != "score_cam"] + ["counterfactual", "random", "centre"]  # the last three: controls
+rows = helpers.evaluate(model, eval_photos, methods, eval_classes, boxes, steps=20, progress=True)
+
+# %% [markdown]
+# Score-CAM at the last layer costs 1280 forward passes per photo, too slow for ten photos here, so its row
+# is Faster Score-CAM (`channels=256`: the 256 channels that vary most over the positions, tf-keras-vis'
+# `max_N`), measured with the same metric functions `evaluate` uses (`evaluate` takes no options for a method).
+# It was not in the comparison `evaluate` made, so it has no Win %.
+
+# %%
+fast = helpers.explain(model, eval_photos, "score_cam", eval_classes, channels=256, progress=False)  # (10, 224, 224)
+drop, increase = helpers.average_drop_increase(model, eval_photos, fast, eval_classes)
+deletion, insertion = helpers.deletion_insertion(model, eval_photos, fast, eval_classes, steps=20)
+row = {"method": "score_cam (256)", "average_drop": drop.mean(), "increase": increase.mean(), "win": None}
+row |= {"deletion": deletion.mean(), "insertion": insertion.mean(), "pointing": helpers.pointing_game(fast, boxes).mean()}
+row |= {"energy": helpers.energy_pointing_game(fast, boxes).mean(), "iou": helpers.localization(fast, boxes).mean()}
+rows.insert(FAMILY.index("score_cam"), row)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -412,6 +692,14 @@ helpers.plot_evaluation(rows, path=FIGURES / "evaluation.png")
 # make images unlike any photo (read deletion together with insertion, where it is worst); and a plain
 # centred blob does about as well as the class maps on Average Drop, because the objects fill the
 # centre of these crops. A metric is evidence only next to its controls.
+#
+# The rest of the family: HiResCAM and XGrad-CAM repeat Grad-CAM's row and Layer-CAM repeats Grad-CAM++'s, as
+# they must on this head (section 5). Score-CAM, even with 256 of its 1280 channels, has the lowest Average Drop
+# and the highest Increase in Confidence and IoU; that is close to home, since its weights are the model's
+# confidence on masked photos, much what Average Drop measures. Eigen-CAM, which ignores the class, is the
+# worst class map on Average Drop, deletion and insertion. Between the other class maps deletion and insertion
+# differ little, and all of them win the pointing game on every photo, where even the centred blob scores
+# 0.9: these boxes are large and central.
 #
 # The sanity check re-initialises the network block by block from the output down, and measures how
 # much each map still resembles the trained network's (Spearman rank correlation).
@@ -433,7 +721,7 @@ print(sanity.table())
 # Adebayo et al. found.
 
 # %% [markdown]
-# ## 11. Limitations and pitfalls
+# ## 12. Limitations and pitfalls
 #
 # - **Logits, not probabilities.** Explain the score before the softmax; `explain` does this even for a
 #   model that ends in softmax.
@@ -441,7 +729,7 @@ print(sanity.table())
 #   Conv2D" pick the wrong tensor on ResNet50 (before the residual add) and on VGG16 (after the pooling);
 #   `helpers.target_layer` walks back from the head instead. Check with `compare_layers`.
 # - **What a map does not prove.** A map shows where evidence for a class was *found*, not that the
-#   network *reasons* about that object; a map that survives randomisation (section 10) shows nothing
+#   network *reasons* about that object; a map that survives randomisation (section 11) shows nothing
 #   about the model.
 # - **Guided Backpropagation** is defined for ReLU networks. Models with swish, GELU or hard-swish are
 #   refused for the guided methods; use the class maps.
@@ -468,6 +756,18 @@ print(sanity.table())
 #   Explanations for Deep Convolutional Networks.* WACV 2018.
 # - J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller. *Striving for Simplicity: The All
 #   Convolutional Net.* ICLR workshop 2015.
+# - P.-T. Jiang, C.-B. Zhang, Q. Hou, M.-M. Cheng, Y. Wei. *LayerCAM: Exploring Hierarchical Class
+#   Activation Maps for Localization.* IEEE Transactions on Image Processing 2021.
+# - R. L. Draelos, L. Carin. *Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional
+#   neural networks.* arXiv:2011.08891, 2020.
+# - R. Fu, Q. Hu, X. Dong, Y. Guo, Y. Gao, B. Li. *Axiom-based Grad-CAM: Towards Accurate Visualization and
+#   Explanation of CNNs.* BMVC 2020.
+# - M. B. Muhammad, M. Yeasin. *Eigen-CAM: Class Activation Map using Principal Components.* IJCNN 2020.
+# - H. Wang, Z. Wang, M. Du, F. Yang, Z. Zhang, S. Ding, P. Mardziel, X. Hu. *Score-CAM: Score-Weighted
+#   Visual Explanations for Convolutional Neural Networks.* CVPR workshops 2020.
+# - S. Desai, H. G. Ramaswamy. *Ablation-CAM: Visual Explanations for Deep Convolutional Network via
+#   Gradient-free Localization.* WACV 2020.
+# - A. Odena, V. Dumoulin, C. Olah. *Deconvolution and Checkerboard Artifacts.* Distill 2016.
 # - V. Petsiuk, A. Das, K. Saenko. *RISE: Randomized Input Sampling for Explanation of Black-box Models.*
 #   BMVC 2018.
 # - J. Zhang, Z. Lin, J. Brandt, X. Shen, S. Sclaroff. *Top-down Neural Attention by Excitation Backprop.*
