@@ -147,23 +147,33 @@ def _score_cam_steps(A, batch_size, channels):
 
 
 def _head(model, layer, output):
-    """The layers after `layer` as a model A -> logits, or None when they cannot be cut out."""
+    """The layers after `layer` as a compiled (A (1, h, w, c), keep (B, c)) -> logits (B, classes)
+    of A * keep, or None when they cannot be cut out of the model. When the head starts with
+    global average pooling, zeroing A_k is zeroing the pooled k: the ablation is done after
+    the pooling, on (B, c) instead of (B, h, w, c)."""
     if not is_symbolic(model):
         return None
     target = next((op for op in getattr(model, "operations", None) or model.layers if op.name == layer), None)
     if target is None:
         return None  # inside a nested model
+    consumers = [node.operation for node in getattr(target, "_outbound_nodes", [])]
+    pooled = len(consumers) == 1 and isinstance(consumers[0], keras.layers.GlobalAveragePooling2D)
+    pooled = pooled and not consumers[0].keepdims
     try:
-        head = keras.Model(target.output, model.outputs[output])
+        start = consumers[0].output if pooled else target.output
+        head = keras.Model(start, model.outputs[output])
     except ValueError:
         return None  # a connection across the target layer
     softmax_swaps, _ = without_softmax(model, output)
+    signature = [tf.TensorSpec((1, *target.output.shape[1:]), tf.float32), tf.TensorSpec((None, None), tf.float32)]
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *target.output.shape[1:]), tf.float32)], autograph=False)
-    def run(A):
+    @tf.function(input_signature=signature, autograph=False)
+    def run(A, keep):
+        x = tf.reduce_mean(A, axis=(1, 2)) * keep if pooled else A * keep[:, None, None, :]
         with swapped(softmax_swaps):
-            return tf.cast(head(tf.cast(A, head.inputs[0].dtype), training=False), tf.float32)
+            return tf.cast(head(tf.cast(x, head.inputs[0].dtype), training=False), tf.float32)
 
+    run.pooled = pooled  # cheap enough to ablate every channel in one batch
     return run
 
 
@@ -175,6 +185,8 @@ def _ablation_cam(model, inputs, index, A, logits, classes, layer, output, batch
     )
     n, _, _, c = A.shape
     w = np.zeros((n, classes.shape[1], c), np.float32)
+    if getattr(head, "pooled", False):
+        batch_size = max(batch_size, c)
     starts = range(0, c, batch_size)
     done = 0
     for i in range(n):
@@ -184,7 +196,7 @@ def _ablation_cam(model, inputs, index, A, logits, classes, layer, output, batch
             keep = np.ones((len(channels), c), np.float32)
             keep[np.arange(len(channels)), channels] = 0.0  # row b: channel s + b set to zero
             if head is not None:
-                ablated = head(tf.constant(A[i][None] * keep[:, None, None, :])).numpy()
+                ablated = head(tf.constant(A[i][None]), tf.constant(keep)).numpy()
             else:
                 batch = [tf.constant(np.repeat(x[i : i + 1], len(channels), axis=0)) for x in inputs]
                 ablated = full(batch, tf.constant(keep))[1].numpy()
@@ -219,7 +231,8 @@ def run(method, model, inputs, index, classes, layers, output, signed, batch_siz
     if method == "score_cam":
         total = _score_cam_steps(A, batch_size, channels)
     else:
-        total = len(A) * -(-A.shape[-1] // batch_size)
+        head = _cached(model, ("head", layer, output), lambda: _head(model, layer, output))
+        total = len(A) * (1 if getattr(head, "pooled", False) else -(-A.shape[-1] // batch_size))
     report, close = _progress(progress, total, "Score-CAM" if method == "score_cam" else "Ablation-CAM")
     try:
         if method == "score_cam":
