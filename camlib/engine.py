@@ -36,7 +36,7 @@ from camlib.layers import (
     target_layer,
     without_softmax,
 )
-from camlib.methods import NO_GRADIENT, WEIGHTS, fuse_layer_maps, weighted_map
+from camlib.methods import NO_GRADIENT, WEIGHTS, fuse_layer_maps, upsample_and_scale, weighted_map
 from camlib.photos import softmax
 
 
@@ -69,14 +69,6 @@ class Explanation(NamedTuple):
 
 # ---------------------------------------------------------------------------
 # The compiled pass
-
-
-def _scaled(maps, size, signed):
-    """(N, h, w) -> (N, S, S): bilinear, divided by the maximum (|maximum| when signed);
-    an all-zero map stays zero."""
-    up = tf.image.resize(maps[..., None], size, method="bilinear")[..., 0]
-    peak = tf.reduce_max(tf.where(signed, tf.abs(up), up), axis=(1, 2), keepdims=True)
-    return tf.math.divide_no_nan(up, peak)
 
 
 def _columns(kernel, classes):
@@ -118,7 +110,7 @@ def _compiled_pass(model, layer_names: tuple, guided: bool, output: int, specs: 
             column = _columns(kernel, c) if kernel is not None else tf.zeros(tf.shape(A32)[::3])  # (N, c)
             branches = [lambda fn=fn: weighted_map(A32, fn(A32, G, column), relu=False) for fn in WEIGHTS.values()]
             m = tf.switch_case(method, branches)  # (N, h, w)
-            return _scaled(tf.where(signed, m, tf.nn.relu(m)), size, signed)
+            return upsample_and_scale(tf.where(signed, m, tf.nn.relu(m)), size, signed)
 
         per_class = tf.map_fn(one_class, tf.transpose(classes), fn_output_signature=tf.float32)  # (K, N, S, S)
         return tf.transpose(per_class, (1, 0, 2, 3))

@@ -163,11 +163,12 @@ def weighted_map(A, w, relu: bool = True):
     return tf.nn.relu(m) if relu else m
 
 
-def upsample_and_scale(maps, size, signed: bool = False):
+def upsample_and_scale(maps, size, signed=False):
     """(N, h, w) maps -> (N, H, W), bilinear, each divided by its maximum (|maximum| when
-    signed), so it lies in [0, 1] ([-1, 1]); an all-zero map stays all zero, never NaN."""
+    signed, a bool or a boolean tensor), so it lies in [0, 1] ([-1, 1]); an all-zero map
+    stays all zero, never NaN."""
     up = tf.image.resize(maps[..., None], size, method="bilinear")[..., 0]
-    peak = tf.reduce_max(tf.abs(up) if signed else up, axis=(1, 2), keepdims=True)
+    peak = tf.reduce_max(tf.where(signed, tf.abs(up), up), axis=(1, 2), keepdims=True)
     return tf.math.divide_no_nan(up, peak)
 
 
