@@ -316,7 +316,9 @@ def test_every_architecture_every_method(name, rng):
 
 
 def transfer_models():
-    """The usual transfer-learning shape: a keras.applications backbone inside a model."""
+    """The usual transfer-learning shape: a keras.applications backbone inside a model (seeded:
+    random weights, whatever the tests built before)."""
+    keras.utils.set_random_seed(0)
 
     def backbone():
         return keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(96, 96, 3))

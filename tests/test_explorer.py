@@ -152,7 +152,7 @@ def tiny_model(activation: str = "relu", classes: int = 10, seed: int = 0) -> ke
     return keras.Sequential(
         [
             keras.Input((32, 32, 3)),
-            keras.layers.Rescaling(1 / 255),
+            keras.layers.Rescaling(1 / 255, name="rescaling"),
             keras.layers.Conv2D(8, 3, activation=activation, name="conv1"),
             keras.layers.Conv2D(16, 3, activation=activation, name="conv2"),
             keras.layers.GlobalAveragePooling2D(name="pool"),

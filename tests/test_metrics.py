@@ -330,7 +330,7 @@ def test_sanity_check_grad_cam_changes_guided_backprop_does_not(lite0, photos):
 def test_sanity_check_restores_the_weights_after_an_error(lite0, photos, monkeypatch):
     images, _, classes = photos
     weights = [w.copy() for w in lite0.get_weights()]
-    explain, calls = helpers.explain, []
+    explain, calls = metrics.explain, []
 
     def failing_explain(*args, **kwargs):  # fails on the first map of a randomised model
         calls.append(1)
@@ -338,7 +338,7 @@ def test_sanity_check_restores_the_weights_after_an_error(lite0, photos, monkeyp
             raise RuntimeError("interrupted")
         return explain(*args, **kwargs)
 
-    monkeypatch.setattr(helpers, "explain", failing_explain)
+    monkeypatch.setattr(metrics, "explain", failing_explain)
     with pytest.raises(RuntimeError, match="interrupted"):
         metrics.sanity_check(lite0, images[:1], classes[:1], blocks=3)
     assert len(calls) == 2
