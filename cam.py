@@ -622,7 +622,26 @@ for name, net in zoo.items():
 helpers.show(panels, titles, cols=6)
 
 # %% [markdown]
-# ## 11. Does the map tell the truth?
+# ## 11. Explore: click instead of code
+#
+# Everything so far is one call of `helpers.explain`. The explorer puts those calls behind buttons: a photo
+# (the examples, or upload your own), a class (the top-5, or type any ImageNet name), a method, a layer,
+# the opacity, the colours and the signed view, and a compare mode that shows two to four methods side by
+# side. Every map method runs in the same compiled pass, so after the first picture a click costs about as
+# much as one forward pass; Score-CAM and Ablation-CAM show a progress bar and can be cancelled. The
+# explorer needs a live kernel (`jupyter lab cam.ipynb`); on a page that only shows the notebook, it looks
+# like this:
+#
+# ![The explorer comparing Grad-CAM, Grad-CAM++ and CAM on the dog photo](images/explorer.png)
+#
+# Try: the dog photo, "mountain bike" typed as the class; then the signed view; then `block4c_add` as the
+# layer. Your own Keras model works too: `helpers.explore(my_model, photos=[...])`.
+
+# %%
+helpers.explore(model)
+
+# %% [markdown]
+# ## 12. Does the map tell the truth?
 #
 # A plausible picture is not evidence. The papers argue with numbers; `metrics.py` (re-exported by
 # `helpers`) implements them:
@@ -655,25 +674,16 @@ BOXES = {  # the object of the top-1 class, labelled by hand
 eval_photos = np.stack([helpers.example(name) for name in EVAL])
 eval_classes = model(eval_photos.astype("float32"), training=False).numpy().argmax(axis=1)
 
-# %%
-boxes = [BOXES[n] for n in EVAL]
-methods = [m for m in FAMILY if m != "score_cam"] + ["counterfactual", "random", "centre"]  # the last three: controls
-rows = helpers.evaluate(model, eval_photos, methods, eval_classes, boxes, steps=20, progress=True)
-
 # %% [markdown]
 # Score-CAM at the last layer costs 1280 forward passes per photo, too slow for ten photos here, so its row
 # is Faster Score-CAM (`channels=256`: the 256 channels that vary most over the positions, tf-keras-vis'
-# `max_N`), measured with the same metric functions `evaluate` uses (`evaluate` takes no options for a method).
-# It was not in the comparison `evaluate` made, so it has no Win %.
+# `max_N`), passed to it through `evaluate`'s `options`.
 
 # %%
-fast = helpers.explain(model, eval_photos, "score_cam", eval_classes, channels=256, progress=False)  # (10, 224, 224)
-drop, increase = helpers.average_drop_increase(model, eval_photos, fast, eval_classes)
-deletion, insertion = helpers.deletion_insertion(model, eval_photos, fast, eval_classes, steps=20)
-row = {"method": "score_cam (256)", "average_drop": drop.mean(), "increase": increase.mean(), "win": None}
-row |= {"deletion": deletion.mean(), "insertion": insertion.mean(), "pointing": helpers.pointing_game(fast, boxes).mean()}
-row |= {"energy": helpers.energy_pointing_game(fast, boxes).mean(), "iou": helpers.localization(fast, boxes).mean()}
-rows.insert(FAMILY.index("score_cam"), row)
+boxes = [BOXES[n] for n in EVAL]
+methods = FAMILY + ["counterfactual", "random", "centre"]  # the last three: controls
+rows = helpers.evaluate(model, eval_photos, methods, eval_classes, boxes, steps=20, progress=True,
+                        options={"score_cam": {"channels": 256}})
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -721,7 +731,7 @@ print(sanity.table())
 # Adebayo et al. found.
 
 # %% [markdown]
-# ## 12. Limitations and pitfalls
+# ## 13. Limitations and pitfalls
 #
 # - **Logits, not probabilities.** Explain the score before the softmax; `explain` does this even for a
 #   model that ends in softmax.
@@ -729,7 +739,7 @@ print(sanity.table())
 #   Conv2D" pick the wrong tensor on ResNet50 (before the residual add) and on VGG16 (after the pooling);
 #   `helpers.target_layer` walks back from the head instead. Check with `compare_layers`.
 # - **What a map does not prove.** A map shows where evidence for a class was *found*, not that the
-#   network *reasons* about that object; a map that survives randomisation (section 11) shows nothing
+#   network *reasons* about that object; a map that survives randomisation (section 12) shows nothing
 #   about the model.
 # - **Guided Backpropagation** is defined for ReLU networks. Models with swish, GELU or hard-swish are
 #   refused for the guided methods; use the class maps.

@@ -65,8 +65,9 @@ def notebook() -> None:
 
 def tidy_notebook(path: Path) -> None:
     """Keep the outputs and execution counts, drop what changes on every run (timestamps,
-    random cell ids), so a diff of cam.ipynb shows only what really changed."""
+    random cell ids, widget state), so a diff of cam.ipynb shows only what really changed."""
     nb = json.loads(path.read_text())
+    nb["metadata"].pop("widgets", None)  # the explorer's state (PNGs): it needs a live kernel anyway
     for i, cell in enumerate(nb["cells"]):
         cell["id"] = f"cell-{i:03d}"
         cell.get("metadata", {}).pop("execution", None)

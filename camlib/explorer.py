@@ -33,6 +33,7 @@ from types import SimpleNamespace
 
 import ipywidgets as widgets
 import numpy as np
+import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from camlib import engine, layers, photos, plots
@@ -223,8 +224,7 @@ class Explorer:
 
     def __init__(self, model, photos=None, cache_size: int = 48):
         self.model = model
-        self.size = int(model.inputs[layers.image_input(model)].shape[1] or 224)
-        self.n_classes = int(model.outputs[0].shape[-1])
+        self.size, self.n_classes = _model_facts(model)
         self.methods = list(engine.METHODS)  # read now: the engine grows new methods
         self._photos = _photo_sources(photos, self.size)  # name -> array or loader
         self._arrays: dict[str, np.ndarray] = {}
@@ -351,15 +351,13 @@ class Explorer:
             ],
             layout=widgets.Layout(width="560px", gap="6px"),
         )
-        w.grid = widgets.GridBox(
-            [widgets.VBox([image, caption]) for image, caption in w.panels],
-            layout=widgets.Layout(grid_gap="8px"),
-        )
+        w.cells = [widgets.VBox([image, caption]) for image, caption in w.panels]
+        w.grid = widgets.GridBox(w.cells, layout=widgets.Layout(grid_gap="8px"))
         w.legend_box = widgets.VBox([w.legend, w.legend_text])
         pictures = widgets.VBox(
             [w.message, w.running, w.grid, w.legend_box], layout=widgets.Layout(width=f"{PICTURES_WIDTH}px")
         )
-        ui = widgets.VBox(
+        ui = _UI(
             [
                 widgets.HTML(CSS),
                 w.header,
@@ -628,9 +626,9 @@ class Explorer:
         w, image = self.w, self.image()
         errors = []
         compare = w.compare.value  # compared maps alone: each is drawn over the photo anyway
-        for i, (panel, caption) in enumerate(w.panels):
+        for i, cell in enumerate(w.cells):  # a hidden cell takes no place in the grid
             shown = (i == 0 and not compare) or 1 <= i <= len(methods)
-            panel.layout.display = caption.layout.display = "" if shown else "none"
+            cell.layout.display = "" if shown else "none"
         w.panels[0][0].value = self._png_of(self.photo)
         w.panels[0][1].value = f"<div class='cam-caption'><b>{html.escape(self.photo)}</b></div>"
         for (panel, caption), method in zip(w.panels[1:], methods):
@@ -681,7 +679,8 @@ class Explorer:
         w.legend_box.layout.margin = f"0 0 0 {width + 8}px" if beside_photo else "0"  # under the (first) map
         left, right = ("against the class", "for the class") if self.signed else ("no evidence", "strongest evidence")
         w.legend_text.value = (
-            f"<div style='display:flex;justify-content:space-between;width:{width}px'>"
+            f"<div style='display:flex;justify-content:space-between;width:{width}px;font-size:12px;"
+            "white-space:nowrap'>"
             f"<span>{left}</span><span>{right}</span></div>"
             if maps_only
             else f"<div style='width:{width}px'>Guided gradients: grey is zero; colour marks the pixels that "
@@ -751,6 +750,13 @@ class Explorer:
         return True
 
 
+class _UI(widgets.VBox):
+    """The explorer's widget; where no kernel draws it (a saved notebook), its text says so."""
+
+    def __repr__(self) -> str:
+        return f"The explorer of {self.explorer.model.name}: it needs a running Jupyter kernel (jupyter lab cam.ipynb)"
+
+
 def _panel() -> tuple[widgets.Image, widgets.HTML]:
     return widgets.Image(format="png"), widgets.HTML()
 
@@ -776,16 +782,33 @@ def _photo_sources(given, size: int) -> dict:
     return out
 
 
+def _model_facts(model) -> tuple[int, int]:
+    """(image size S, number of classes) of a model the explorer can show: one image input
+    and one output, functional, Sequential or subclassed (called once before)."""
+    layers.check_model(model)
+    if not layers.is_symbolic(model):
+        shape = layers.built_input_shape(model)
+        return int(shape[1]), int(model(tf.zeros((1, *shape[1:])), training=False).shape[-1])
+    if len(model.inputs) > 1 or len(model.outputs) > 1:
+        raise ValueError(
+            f"the explorer shows models with one image input and one output; {model.name!r} has "
+            f"{len(model.inputs)} inputs and {len(model.outputs)} outputs: use helpers.explain, which takes "
+            "a list of inputs and output="
+        )
+    return int(model.inputs[0].shape[1] or 224), int(model.outputs[0].shape[-1])
+
+
 def _layer_options(model, target: str) -> list[tuple[str, str]]:
     """(label, name) of the spatial layers, deepest first, the automatic choice marked; the
     label gives the map's shape, h x w x c."""
-    names = list(reversed(layers.spatial_layers(model)))
+    shapes = layers.spatial_shapes(model)
+    names = list(reversed(shapes))
     if target not in names:
         names.insert(0, target)  # a layer inside a nested model: the path form "backbone/layer"
     options = []
     for name in names:
         try:
-            h, w_, c = layers.find_layer(model, name).output.shape[1:]
+            h, w_, c = shapes[name][1:] if name in shapes else layers.find_layer(model, name).output.shape[1:]
             label = f"{name}  {h}×{w_}×{c}"
         except Exception:
             label = name
@@ -793,7 +816,7 @@ def _layer_options(model, target: str) -> list[tuple[str, str]]:
     return options
 
 
-def explore(model, photos=None) -> widgets.Box:
+def explore(model, photos=None) -> widgets.VBox:
     """An interactive explorer of `model`'s class activation maps (ipywidgets; a notebook or Voila).
 
     photos: None for the bundled examples (`photos.EXAMPLES`), or a list or dict of images

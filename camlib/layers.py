@@ -3,7 +3,8 @@
 - `find_layer`, `spatial_layers`: layers (and Keras operations such as ConvNeXt's residual
   adds) by name, also inside nested models.
 - `target_layer`: the automatic choice, the spatial tensor the classifier head pools from.
-- `classifier`: CAM's weights, the kernel of the layer after global average pooling.
+- `classifier`: CAM's weights, the kernel of the layer after global average pooling;
+  `linear_head`: that kernel and bias when the logits are exactly linear in the pooled A.
 - `check_model`, `image_input`, `output_index`: what a model takes and returns (one or
   several inputs, one or several outputs), with clear errors for what cannot be explained.
 """
@@ -79,14 +80,30 @@ def _output_shape(layer):
 def spatial_layers(model: keras.Model) -> list[str]:
     """The names of the layers whose output is a spatial map (N, h, w, c), input excluded,
     from the input to the output (a subclassed model: the layers seen in one call)."""
+    return list(spatial_shapes(model))
+
+
+def spatial_shapes(model: keras.Model) -> dict[str, tuple]:
+    """`spatial_layers` with their output shapes (N, h, w, c)."""
     if not is_symbolic(model):
-        return [name for name, shape in _traced_outputs(model) if is_spatial(shape)]
-    names = []
+        return {name: shape for name, shape in _traced_outputs(model) if is_spatial(shape)}
+    shapes = {}
     for layer in all_layers(model):
         shape = _output_shape(layer)
         if shape is not None and is_spatial(shape) and not isinstance(layer, keras.layers.InputLayer):
-            names.append(layer.name)
-    return names
+            shapes[layer.name] = shape
+    return shapes
+
+
+def built_input_shape(model) -> tuple:
+    """The input shape (N, S, S, C) a subclassed model was built with (first called on)."""
+    shape = next(iter((getattr(model, "_build_shapes_dict", None) or {}).values()), None)
+    if shape is None:
+        raise ValueError(
+            f"the subclassed model {model.name!r} has not been called yet, so its layers are unknown: "
+            "call it once on a batch, or pass layer= explicitly"
+        )
+    return tuple(shape)
 
 
 def check_spatial(model, layer, name: str) -> None:
@@ -187,13 +204,7 @@ def target_layer(model: keras.Model, output=None, input_shape=None) -> str:
 def _traced_outputs(model, shape=None) -> list[tuple[str, tuple]]:
     """(name, output shape) of each leaf layer of a subclassed model, in the order one call
     on zeros of `shape` (N, S, S, C) runs them (default: the shape it was built with)."""
-    if shape is None:
-        shape = next(iter((getattr(model, "_build_shapes_dict", None) or {}).values()), None)
-    if shape is None:
-        raise ValueError(
-            f"the subclassed model {model.name!r} has not been called yet, so its layers are unknown: "
-            "call it once on a batch, or pass layer= explicitly"
-        )
+    shape = shape or built_input_shape(model)
     seen = []
 
     def recorder(layer):
@@ -233,6 +244,32 @@ def classifier(model: keras.Model, target, output: int = 0) -> tf.Variable:
     keras.applications MobileNet), with only dropout, reshape and a final activation
     around them. Anything else raises, naming the layer in the way.
     """
+    return _pooled_classifier(model, target, output)[0].kernel
+
+
+def linear_head(model: keras.Model, target, output: int = 0):
+    """(kernel (c, classes), bias (classes,)) when the logits are exactly GAP(A) @ kernel + bias
+    (a Dense layer without activation, or with the softmax the engine removes), else None."""
+    try:
+        dense, after = _pooled_classifier(model, target, output)
+    except ValueError:
+        return None
+    def linear(layer, last):  # the engine removes a softmax only where the output is made
+        fn = getattr(layer, "activation", keras.activations.linear)
+        softmax = isinstance(layer, keras.layers.Softmax) or fn is keras.activations.softmax
+        return fn is keras.activations.linear or (softmax and last)
+
+    if not isinstance(dense, keras.layers.Dense) or not linear(dense, not after):
+        return None
+    if not all(linear(layer, i == 0) for i, layer in enumerate(after)):
+        return None
+    bias = dense.bias if dense.use_bias else tf.zeros(dense.units)
+    return dense.kernel, bias
+
+
+def _pooled_classifier(model: keras.Model, target, output: int):
+    """The Dense layer (or 1 x 1 convolution) after the global average pooling of `target`,
+    and the layers between it and the output; raises ValueError saying why not."""
     if not is_symbolic(model):
         raise ValueError(f"CAM reads the classifier after global average pooling, which the subclassed model "
                          f"{model.name!r} does not expose; use grad_cam (equal to CAM where CAM applies)")
@@ -245,7 +282,9 @@ def classifier(model: keras.Model, target, output: int = 0) -> tf.Variable:
         keras.layers.Identity,
     )
     layer, tensor = producer(model.outputs[output])
+    after = []
     while isinstance(layer, passing):
+        after.append(layer)
         layer, tensor = producer(layer._inbound_nodes[0].input_tensors[0])
     is_1x1 = isinstance(layer, keras.layers.Conv2D) and tuple(layer.kernel_size) == (1, 1)
     if not (isinstance(layer, keras.layers.Dense) or is_1x1):
@@ -269,7 +308,7 @@ def classifier(model: keras.Model, target, output: int = 0) -> tf.Variable:
             f"CAM explains only the layer the global average pooling reads, {pooled.name!r}, "
             f"not {target.name!r}. Use layer=None (or {pooled.name!r}), or grad_cam for other layers."
         )
-    return dense.kernel
+    return dense, after
 
 
 def without_softmax(model, output: int = 0):

@@ -711,10 +711,12 @@ def evaluate(
     tolerance: float = 15,
     seed: int = 0,
     progress: bool = False,
+    options: dict[str, dict] | None = None,
 ) -> list[dict]:
     """Every metric for every method on the same images and classes: one dict per method.
 
     methods: names for `helpers.explain`, and "random" / "centre" for `reference_maps`.
+    options: keywords for `explain` per method, e.g. {"score_cam": {"channels": 256}}.
     classes: None (each image's top-1, the same for all methods) or (N,). boxes: None, or
     per image a list of (x0, y0, x1, y1) for the pointing games and the IoU.
 
@@ -728,12 +730,16 @@ def evaluate(
     classes = _check_classes(model, classes, len(x))
     if classes is None:
         _, classes = _class_probabilities(model, x, None, batch_size)
+    options = options or {}
+    unknown = set(options) - set(methods)
+    if unknown:
+        raise ValueError(f"options for {sorted(unknown)}, which are not among the methods {list(methods)}")
     rows, falls = [], []
     for method in methods:
         if method in ("random", "centre", "center"):
             maps = reference_maps(method, len(x), x.shape[1], seed)
         else:
-            maps = explain(model, x, method, classes.astype(np.int32), layer)
+            maps = explain(model, x, method, classes.astype(np.int32), layer, **options.get(method, {}))
         drop, increase, fall = _drop(model, x, maps, classes, batch_size)
         deletion, insertion = deletion_insertion(model, x, maps, classes, steps, batch_size, progress=progress)
         row = {"method": method, "average_drop": drop.mean(), "increase": increase.mean(),

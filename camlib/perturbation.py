@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from camlib.capture import recording, swapped
-from camlib.layers import find_layer, is_symbolic, without_softmax
+from camlib.layers import find_layer, is_symbolic, linear_head, without_softmax
 from camlib.methods import ablation_cam_weights, score_cam_weights, upsample_and_scale, weighted_map
 
 METHODS = ("score_cam", "ablation_cam")
@@ -147,10 +147,12 @@ def _score_cam_steps(A, batch_size, channels):
 
 
 def _head(model, layer, output):
-    """The layers after `layer` as a compiled (A (1, h, w, c), keep (B, c)) -> logits (B, classes)
-    of A * keep, or None when they cannot be cut out of the model. When the head starts with
-    global average pooling, zeroing A_k is zeroing the pooled k: the ablation is done after
-    the pooling, on (B, c) instead of (B, h, w, c)."""
+    """The layers after `layer` as a compiled (A (1, h, w, c), keep (B, c), classes (K,)) ->
+    logits (B, K) of A * keep, or None when they cannot be cut out of the model. When the
+    head starts with global average pooling, zeroing A_k is zeroing the pooled k: the
+    ablation is done after the pooling, on (B, c) instead of (B, h, w, c); and when the
+    logits are linear in the pooled A (GAP -> Dense), only the K classes' columns are
+    computed."""
     if not is_symbolic(model):
         return None
     target = next((op for op in getattr(model, "operations", None) or model.layers if op.name == layer), None)
@@ -165,13 +167,22 @@ def _head(model, layer, output):
     except ValueError:
         return None  # a connection across the target layer
     softmax_swaps, _ = without_softmax(model, output)
-    signature = [tf.TensorSpec((1, *target.output.shape[1:]), tf.float32), tf.TensorSpec((None, None), tf.float32)]
+    linear = linear_head(model, target, output) if pooled else None
+    signature = [
+        tf.TensorSpec((1, *target.output.shape[1:]), tf.float32),
+        tf.TensorSpec((None, None), tf.float32),
+        tf.TensorSpec((None,), tf.int32),
+    ]
 
     @tf.function(input_signature=signature, autograph=False)
-    def run(A, keep):
+    def run(A, keep, classes):
         x = tf.reduce_mean(A, axis=(1, 2)) * keep if pooled else A * keep[:, None, None, :]
+        if linear is not None:  # y_c = p . W[:, c] + b_c, for the K classes only
+            kernel, bias = (tf.gather(tf.cast(v, tf.float32), classes, axis=-1) for v in linear)
+            return x @ kernel + bias
         with swapped(softmax_swaps):
-            return tf.cast(head(tf.cast(x, head.inputs[0].dtype), training=False), tf.float32)
+            logits = head(tf.cast(x, head.inputs[0].dtype), training=False)
+        return tf.gather(tf.cast(logits, tf.float32), classes, axis=1)
 
     run.pooled = pooled  # cheap enough to ablate every channel in one batch
     return run
@@ -196,11 +207,10 @@ def _ablation_cam(model, inputs, index, A, logits, classes, layer, output, batch
             keep = np.ones((len(channels), c), np.float32)
             keep[np.arange(len(channels)), channels] = 0.0  # row b: channel s + b set to zero
             if head is not None:
-                ablated = head(tf.constant(A[i][None]), tf.constant(keep)).numpy()
+                y = head(tf.constant(A[i][None]), tf.constant(keep), tf.constant(classes[i])).numpy()  # (B, K)
             else:
                 batch = [tf.constant(np.repeat(x[i : i + 1], len(channels), axis=0)) for x in inputs]
-                ablated = full(batch, tf.constant(keep))[1].numpy()
-            y = ablated[:, classes[i]]  # (B, K)
+                y = full(batch, tf.constant(keep))[1].numpy()[:, classes[i]]  # (B, K)
             w[i, :, channels] = ablation_cam_weights(scores, y).numpy()
             done += 1
             report(done)

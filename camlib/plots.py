@@ -56,8 +56,9 @@ NAMES = {  # how each method is written in titles and menus
 
 
 def title(method: str, class_: int, probability: float | None = None) -> str:
-    """ "Grad-CAM++: espresso (0.95)" (a class beyond ImageNet's is shown by its index)"""
-    p = "" if probability is None else f" ({probability:.2f})"
+    """ "Grad-CAM++: espresso (0.95)", "(0.0041)" below 0.01 (a class beyond ImageNet's is shown
+    by its index)"""
+    p = "" if probability is None else f" ({probability:.2f})" if probability >= 0.01 else f" ({probability:.2g})"
     name = CLASS_NAMES[int(class_)] if 0 <= int(class_) < len(CLASS_NAMES) else f"class {int(class_)}"
     return f"{NAMES.get(method, method)}: {name}{p}"
 

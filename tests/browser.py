@@ -2,8 +2,8 @@
 
 Playwright never downloads a browser here: `chromium()` launches the system one
 (`find_chromium()`), and skips the calling test with a clear reason when there is none.
-The browser cannot resolve host names, so the web is out of reach while loopback
-addresses such as 127.0.0.1 (not names) stay reachable; `watch()` also blocks and records
+The browser cannot resolve host names, so the web is out of reach while 127.0.0.1 stays
+reachable (for a local server); `watch()` also blocks and records
 every request whose URL is not allowed, along with console errors and uncaught exceptions.
 
     from browser import chromium, watch
@@ -35,7 +35,7 @@ from playwright.sync_api import Browser, BrowserContext, Route, sync_playwright
 NO_CHROMIUM = "Chromium is not installed (Debian: apt-get install chromium, or set $CHROMIUM)"
 LOCAL = ("file:", "data:", "blob:")
 ARGS = (
-    "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves: nothing on the web is reachable
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # nothing on the web; a local server is
     "--disable-gpu",
     "--hide-scrollbars",
     "--mute-audio",

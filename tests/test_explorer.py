@@ -236,6 +236,8 @@ def test_compare_mode_shows_each_method(tiny, tiny_photos):
     ex.compare = ["grad_cam", "grad_cam++", "guided_backprop"]
     image, c = tiny_photos["noise"], ex.class_
     assert len(ex.pictures) == 3
+    shown_cells = [c.layout.display != "none" for c in ex.w.cells]  # the photo's cell is hidden, takes no place
+    assert shown_cells == [False, True, True, True] + [False] * (len(ex.w.cells) - 4)
     for method, data in zip(ex.compare, ex.pictures):
         want = engine.explain(tiny, image, method, classes=c)
         expected = plots.gradient_image(want) if want.ndim == 3 else plots.overlay(image, want, 0.5, plots.CMAP)
@@ -283,6 +285,49 @@ def test_errors_are_messages_and_the_explorer_keeps_working(tiny_photos):
     assert np.array_equal(
         ex.image(), photos.load_image(Image.open(io.BytesIO(jpeg(np.repeat(tiny_photos["ramp"], 4, axis=0)))), 32)
     )
+
+
+class Subclassed(keras.Model):
+    """The tiny model written as a subclass: no symbolic graph, layers called in `call`."""
+
+    def __init__(self, tiny=None):
+        super().__init__(name="subclassed")
+        self.parts = [keras.layers.Rescaling(1 / 255, name="rescaling"), keras.layers.Conv2D(8, 3, name="conv1"),
+                      keras.layers.Activation("relu", name="relu1"), keras.layers.Conv2D(16, 3, name="conv2"),
+                      keras.layers.Activation("relu", name="relu2"), keras.layers.GlobalAveragePooling2D(name="pool"),
+                      keras.layers.Dense(10, name="logits")]  # fmt: skip
+        if tiny is not None:  # built, with the tiny model's weights
+            self(np.zeros((1, 32, 32, 3), np.float32))
+            self.set_weights(tiny.get_weights())
+
+    def call(self, x):
+        for part in self.parts:
+            x = part(x)
+        return x
+
+
+def test_a_subclassed_model_and_models_it_cannot_show(tiny, tiny_photos):
+    sub = Subclassed(tiny)
+    ex = explorer.explore(sub, tiny_photos).explorer
+    assert ex.size == 32 and ex.n_classes == 10 and ex.message == ""
+    assert [v for _, v in ex.w.layer.options] == ["relu2", "conv2", "relu1", "conv1", "rescaling"]
+    assert ex.layer == "relu2" and "28×28×16" in ex.w.layer.options[0][0]
+    image = tiny_photos["ramp"]
+    ex.photo, ex.method, ex.class_ = "ramp", "grad_cam++", 3
+    same = engine.explain(tiny, image, "grad_cam++", classes=3, layer="conv2")  # the functional twin
+    assert np.array_equal(shown(ex.picture), as_uint8(plots.overlay(image, same, 0.5, plots.CMAP)))
+    ex.layer = "conv1"
+    assert ex.message == "" and np.array_equal(
+        shown(ex.picture), as_uint8(plots.overlay(image, engine.explain(sub, image, "grad_cam++", 3, "conv1"), 0.5,
+                                                  plots.CMAP)))  # fmt: skip
+
+    x, v = keras.Input((32, 32, 3)), keras.Input((4,))
+    two = keras.Model([x, v], keras.layers.Dense(3)(keras.layers.Concatenate()(
+        [keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x)), v])))  # fmt: skip
+    with pytest.raises(ValueError, match="one image input and one output.*helpers.explain"):
+        explorer.explore(two, tiny_photos)
+    with pytest.raises(ValueError, match="has not been called yet"):
+        explorer.explore(Subclassed(), tiny_photos)
 
 
 @pytest.fixture
@@ -467,7 +512,7 @@ def page(voila):
     from browser import chromium, watch
 
     # names resolve nowhere (tests/browser.py), the loopback address of the server does
-    with chromium("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1") as browser:
+    with chromium() as browser:
         context = browser.new_context(viewport={"width": 1360, "height": 860}, device_scale_factor=1)
         context.set_default_timeout(120_000)  # a busy 2-core machine: patient, never flaky
         problems = watch(context, allow=("data:", "blob:", voila.rstrip("/")))
@@ -485,6 +530,7 @@ def method_button(page, label: str):
 
 
 VISIBLE_CAPTIONS = "() => [...document.querySelectorAll('.cam-caption')].filter(c => c.offsetParent)"
+VISIBLE_MAPS = "() => [...document.querySelectorAll('img.cam-map')].filter(m => m.offsetParent)"
 
 
 def map_bytes(page, index: int = 0) -> bytes:
@@ -535,8 +581,10 @@ def test_browser_click_on_another_method_changes_the_picture(page, lite0):
     page.get_by_text("strongest evidence").wait_for()
 
     page.get_by_text("Compare methods").click()  # compare mode: Grad-CAM++ and two more side by side
-    page.wait_for_function("() => document.querySelectorAll('img.cam-map:not([style*=\"none\"])').length == 3")
+    page.wait_for_function(VISIBLE_MAPS + ".length == 3")
     page.wait_for_function(VISIBLE_CAPTIONS + ".length == 3")  # the three maps (no photo)
+    tops = page.evaluate(VISIBLE_MAPS + ".map(m => Math.round(m.getBoundingClientRect().top))")
+    assert len(set(tops)) == 1, f"the three maps compared are not in one row: tops {tops}"
     page.screenshot(path=ARTIFACTS / "compare.png")
 
     box = page.get_by_placeholder("or type any class name")  # any class, by name: the bicycle
@@ -546,7 +594,7 @@ def test_browser_click_on_another_method_changes_the_picture(page, lite0):
     page.screenshot(path=ARTIFACTS / "compare_bike.png")
     page.get_by_text("Compare methods").click()
     page.locator(".cam-choice").wait_for(state="hidden")  # the method buttons are back
-    page.locator("img.cam-map").nth(1).wait_for(state="hidden")
+    page.wait_for_function(VISIBLE_MAPS + ".length == 1")
     assert not serious(page.problems), "\n".join(page.problems)
 
 

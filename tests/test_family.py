@@ -154,6 +154,34 @@ def test_ablation_cam_is_its_closed_form_on_gap_dense_head(lite0, photos):
     np.testing.assert_allclose(e.maps, expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("head", ["linear", "two dense layers"])
+def test_ablation_cam_shortcuts_equal_ablating_in_the_whole_network(head, rng, monkeypatch):
+    # the linear head's K columns, the cut-out head, and the whole network run with A_k zeroed agree
+    from camlib import perturbation
+
+    keras.utils.set_random_seed(3)
+    x = inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="target")(x)
+    x = keras.layers.Dropout(0.5)(keras.layers.GlobalAveragePooling2D()(x))
+    if head != "linear":
+        x = keras.layers.Dense(12, activation="relu", bias_initializer="random_normal")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", bias_initializer="random_normal")(x))
+    images = rng.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+
+    def ablation():
+        model.__dict__.pop("_cam_perturbation", None)
+        return helpers.explanation(model, images, "ablation_cam", classes=[[3, 1], [4, 2]], signed=True,
+                                   progress=False).maps
+
+    shortcut = ablation()
+    assert (perturbation.linear_head(model, model.get_layer("target"), 0) is None) == (head != "linear")
+    monkeypatch.setattr(perturbation, "_head", lambda *a: None)
+    whole = ablation()
+    assert shortcut.shape == (2, 2, 32, 32) and np.abs(shortcut).max() == 1
+    np.testing.assert_allclose(shortcut, whole, atol=1e-4)
+
+
 def test_eigen_cam_is_class_agnostic(lite0, photos):
     one = helpers.explain(lite0, photos, "eigen_cam", classes=[1, 2])
     np.testing.assert_array_equal(one, helpers.explain(lite0, photos, "eigen_cam", classes=[500, 900]))

@@ -254,6 +254,30 @@ def test_results_table_with_reference_maps(toy, scene):
     assert "Pointing" not in no_boxes and "random" in no_boxes
 
 
+def test_evaluate_passes_each_method_its_options(toy, scene, monkeypatch):
+    model, _ = toy
+    images, maps = scene
+    calls = {}
+
+    def explain(model, x, method, classes, layer, **options):
+        calls[method] = options
+        return maps["mask"] if method == "score_cam" else maps["inverse"]
+
+    monkeypatch.setattr(metrics, "explain", explain)
+    rows = metrics.evaluate(model, images, ("grad_cam", "score_cam"), classes=[0] * 4, steps=2,
+                            options={"score_cam": {"channels": 8}})
+    assert calls == {"grad_cam": {}, "score_cam": {"channels": 8}}
+    assert [row["win"] for row in rows] == [0, 100]  # the mask keeps the square: the smaller fall
+    with pytest.raises(ValueError, match="not among the methods"):
+        metrics.evaluate(model, images, ("grad_cam",), options={"score_cam": {"channels": 8}})
+
+
+def test_titles_keep_two_significant_digits_of_a_small_probability():
+    assert helpers.title("grad_cam++", 967, 0.9512) == "Grad-CAM++: espresso (0.95)"
+    assert helpers.title("grad_cam", 339, 0.0041).endswith("(0.0041)")
+    assert helpers.title("cam", 5000) == "CAM: class 5000"
+
+
 # ---------------------------------------------------------------------------
 # The real model on real photos
 
