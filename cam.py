@@ -705,7 +705,7 @@ helpers.plot_evaluation(rows, path=FIGURES / "evaluation.png")
 #
 # The rest of the family: HiResCAM and XGrad-CAM repeat Grad-CAM's row and Layer-CAM repeats Grad-CAM++'s, as
 # they must on this head (section 5). Score-CAM, even with 256 of its 1280 channels, has the lowest Average Drop
-# and the highest Increase in Confidence and IoU; that is close to home, since its weights are the model's
+# and the highest Increase in Confidence, Win and IoU; that is close to home, since its weights are the model's
 # confidence on masked photos, much what Average Drop measures. Eigen-CAM, which ignores the class, is the
 # worst class map on Average Drop, deletion and insertion. Between the other class maps deletion and insertion
 # differ little, and all of them win the pointing game on every photo, where even the centred blob scores

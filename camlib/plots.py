@@ -85,8 +85,13 @@ def show(panels, titles=None, cols: int | None = None, path: str | Path | None =
             panel = np.asarray(panel)
             ax.imshow(panel if panel.dtype == np.uint8 else np.clip(panel, 0, 1))
         if titles is not None:
-            ax.set_title(titles[i], fontsize=9)
+            ax.set_title(_fit(titles[i]), fontsize=9)
     _finish(fig, path)
+
+
+def _fit(title: str, width: int = 34) -> str:
+    """A title too long for a panel breaks after its method name ("Counterfactual:\n mountain bike")."""
+    return title if "\n" in title or len(title) <= width else title.replace(": ", ":\n", 1)
 
 
 def plot_sanity(result, path: str | Path | None = None):
