@@ -237,7 +237,7 @@ def maps_k1(model) -> dict[str, Variant]:
     return {
         "explain grad_cam": lambda x, c: helpers.explain(model, x, "grad_cam", c[:, 0]),
         "argument checks alone (engine._resolve)": lambda x, c: engine._resolve(
-            model, x, "grad_cam", c[:, 0], None, None, False
+            model, x, "grad_cam", c[:, 0], None, None, False, None
         ),
         "cached pass, tensors out": cached_pass(model, "grad_cam", numpy=False),
         "cached pass + .numpy()": cached_pass(model, "grad_cam", numpy=True),

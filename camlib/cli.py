@@ -44,10 +44,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # the numbers of the notebook and the tests, no oneDNN notes
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from camlib import engine, layers, metrics, model_files, models, photos, plots  # noqa: E402
+from camlib import engine, metrics, model_files, models, photos, plots  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 COLUMNS = [
@@ -354,45 +353,22 @@ class Settings(NamedTuple):
 
 def explain_batch(model, images: np.ndarray, s: Settings) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """images uint8 (N, S, S, 3) -> (maps per method (N, K, S, S) or guided (N, K, S, S, 3),
-    classes (N, K), probabilities (N, K)). Every method explains the same classes: the
-    first method's top-1 for `top1` (no extra pass), the top K of one forward pass for topK."""
-    n = len(images)
-    if s.classes.indices:
-        classes = np.tile(np.array(s.classes.indices, np.int32), (n, 1))  # (N, K)
-    elif s.classes.top == 1:
-        classes = None  # the first method finds each image's top-1
-    else:
-        classes = np.argsort(-forward(model, images, s.output), axis=-1, kind="stable")[:, : s.classes.top]
+    classes (N, K), probabilities (N, K)). Every method explains the same classes: the named
+    ones, or the top K the first method's pass chooses (no extra forward pass)."""
+    classes = np.tile(np.array(s.classes.indices, np.int32), (len(images), 1)) if s.classes.indices else None
     maps, probabilities = {}, None
     for method in s.methods:
-        e = explanation(model, images, method, classes, s)
-        if classes is None or e.classes.ndim == 1:
-            maps[method] = e.maps[:, None]  # (N, 1, ...)
-            classes, probabilities = e.classes.reshape(n, 1), e.probabilities.reshape(n, 1)
-        else:
-            maps[method], probabilities = e.maps, e.probabilities
+        e = explanation(model, images, method, classes, s, top=None if classes is not None else s.classes.top)
+        maps[method], classes, probabilities = e.maps, e.classes, e.probabilities  # (N, K, ...), (N, K), (N, K)
     return maps, classes, probabilities
 
 
-def explanation(model, images, method: str, classes, s: Settings) -> engine.Explanation:
+def explanation(model, images, method: str, classes, s: Settings, top: int | None = None) -> engine.Explanation:
     """`engine.explanation` with the command line's options."""
     options = {} if s.output is None else {"output": s.output}
-    if method in getattr(engine, "SLOW", ()):
+    if method in engine.SLOW:
         options["progress"] = False  # the command line has its own progress bar
-    return engine.explanation(model, images, method, classes, s.layer, **options)
-
-
-def forward(model, images: np.ndarray, output) -> np.ndarray:
-    """The model's output (N, classes) (the one `output` names), from a forward pass compiled
-    once per model: what the top K classes are chosen from."""
-    if "_cli_forward" not in model.__dict__:
-        model.__dict__["_cli_forward"] = tf.function(lambda x: model(x, training=False), autograph=False)
-    y = model.__dict__["_cli_forward"](tf.constant(images, tf.float32))
-    if isinstance(y, dict):
-        y = list(y.values())
-    if isinstance(y, (list, tuple)):
-        y = y[layers.output_index(model, output)]
-    return np.asarray(y)
+    return engine.explanation(model, images, method, classes, s.layer, top=top, **options)
 
 
 # ---------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def _columns(kernel, classes):
 
 
 def _compiled_pass(model, layer_names: tuple, guided: bool, output: int, specs: tuple, k: int | None = None):
-    """A tf.function (inputs, classes (N, K) with -1 for top-1, method index, signed) ->
+    """A tf.function (inputs, classes (N, K), -r for each image's r-th most likely, method index, signed) ->
     {"maps": (L, N, K, S, S) or (L, N, K, S, S, 3) when guided, "logits", "classes"},
     built once per (model, layers, guided, output) and cached on the model. A guided pass
     is also built per K: the pixel gradients' loop over classes runs faster when K is known
@@ -139,8 +139,8 @@ def _compiled_pass(model, layer_names: tuple, guided: bool, output: int, specs: 
                 with swapped(recording(targets, state, tape)):  # inside: it wraps the guided ReLUs
                     out = model(list(inputs) if several else images, training=False)
             logits = tf.cast(out[output] if isinstance(out, (list, tuple)) else out, tf.float32)  # (N, classes)
-        top1 = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (N,)
-        classes = tf.where(classes < 0, top1[:, None], classes)  # (N, K)
+        ranked = tf.math.top_k(logits, k=tf.maximum(1, tf.reduce_max(-classes))).indices  # (N, r) most likely first
+        classes = tf.where(classes < 0, tf.gather(ranked, tf.maximum(-classes - 1, 0), batch_dims=1), classes)
 
         def grad(c, wrt):  # d logit_c / d wrt, one class per image, c: (N,)
             onehot = tf.one_hot(c, tf.shape(logits)[-1], dtype=tf.float32)
@@ -221,8 +221,15 @@ def _as_batch(model, images, index: int = 0) -> tuple[np.ndarray, bool]:
     return x, single
 
 
-def _as_classes(classes, n: int, n_classes: int) -> tuple[np.ndarray, bool]:
-    """classes -> (N, K) int32 with -1 for "top-1", and whether it was one class per image."""
+def _as_classes(classes, n: int, n_classes: int, top: int | None = None) -> tuple[np.ndarray, bool]:
+    """classes (or top=K) -> (N, K) int32 with -r for "the r-th most likely class", and whether
+    it was one class per image."""
+    if top is not None:
+        if classes is not None:
+            raise ValueError("give classes or top=K, not both")
+        if not 1 <= int(top) <= n_classes:
+            raise ValueError(f"top must lie in 1..{n_classes}, not {top}")
+        return np.tile(-np.arange(1, int(top) + 1, dtype=np.int32), (n, 1)), False
     if classes is None:
         return np.full((n, 1), -1, np.int32), True
     c = np.asarray(classes)
@@ -250,7 +257,7 @@ def _n_classes(model, output: int) -> int:
     return 2**31 - 1  # a subclassed model: checked by the pass (gather) instead
 
 
-def _resolve(model, images, method, classes, layers, output, signed):
+def _resolve(model, images, method, classes, layers, output, signed, top):
     """Everything checked, and the names resolved, before anything is compiled."""
     check_model(model)
     if method == "grad_cam_signed":  # the signed Grad-CAM, by its old name
@@ -259,7 +266,7 @@ def _resolve(model, images, method, classes, layers, output, signed):
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     output = output_index(model, output)
     inputs, index, single = _as_inputs(model, images)
-    c, per_image = _as_classes(classes, len(inputs[index]), _n_classes(model, output))
+    c, per_image = _as_classes(classes, len(inputs[index]), _n_classes(model, output), top)
     if method == "guided_backprop":
         layers = ()
     elif layers is None:
@@ -273,9 +280,9 @@ def _resolve(model, images, method, classes, layers, output, signed):
     return method, tuple(layers), output, inputs, index, single, c, per_image, signed
 
 
-def _run(model, images, method, classes, layers, output=None, signed=False, **options):
+def _run(model, images, method, classes, layers, output=None, signed=False, top=None, **options):
     method, layers, output, inputs, index, single, c, per_image, signed = _resolve(
-        model, images, method, classes, layers, output, signed
+        model, images, method, classes, layers, output, signed, top
     )
     if method in SLOW:
         out = perturbation.run(method, model, inputs, index, c, layers, output, signed, **options)
@@ -320,7 +327,8 @@ def explain(model, images, method: str = "grad_cam", classes=None, layer: str | 
     layer: the target layer's name (also inside a nested model); None chooses the
         layer the classifier head pools from (`target_layer`).
 
-    Options (keywords): output= (which output of a model with several: index or name);
+    Options (keywords): top=K (instead of classes: each image's K most likely classes, chosen
+    in the same pass, (N, K, S, S) maps); output= (which output of a model with several: index or name);
     signed=True (maps in [-1, 1], for and against the class, no ReLU); for score_cam and
     ablation_cam: batch_size= (perturbed inputs per forward pass), progress= (None: a
     progress bar when it runs long; False; or a function (done, total) that may return

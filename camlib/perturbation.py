@@ -237,7 +237,9 @@ def run(method, model, inputs, index, classes, layers, output, signed, batch_siz
     specs = tuple((None, *x.shape[1:]) for x in inputs)
     forward = _cached(model, ("forward", layer, output, specs), lambda: _forward(model, layer, output, specs))
     A, logits = (t.numpy() for t in forward([tf.constant(x) for x in inputs]))  # (N, h, w, c), (N, classes)
-    classes = np.where(classes < 0, logits.argmax(-1)[:, None], classes).astype(np.int32)  # (N, K)
+    ranked = np.argsort(-logits, axis=-1, kind="stable")  # most likely first
+    classes = np.where(classes < 0, np.take_along_axis(ranked, np.maximum(-classes - 1, 0), 1), classes)  # (N, K)
+    classes = classes.astype(np.int32)
     if method == "score_cam":
         total = _score_cam_steps(A, batch_size, channels)
     else:

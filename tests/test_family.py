@@ -182,6 +182,20 @@ def test_ablation_cam_shortcuts_equal_ablating_in_the_whole_network(head, rng, m
     np.testing.assert_allclose(shortcut, whole, atol=1e-4)
 
 
+def test_top_k_classes_are_chosen_in_the_same_pass(lite0, photos):
+    ranked = np.argsort(-lite0(photos.astype("float32"), training=False).numpy(), axis=1, kind="stable")[:, :3]
+    for method in ("grad_cam", "guided_grad_cam", "ablation_cam"):
+        options = {"progress": False} if method == "ablation_cam" else {}
+        e = helpers.explanation(lite0, photos, method, top=3, **options)
+        np.testing.assert_array_equal(e.classes, ranked, err_msg=method)
+        np.testing.assert_allclose(e.maps, helpers.explain(lite0, photos, method, ranked, **options), atol=1e-6,
+                                   err_msg=method)
+    with pytest.raises(ValueError, match="not both"):
+        helpers.explain(lite0, photos, classes=[1, 2], top=2)
+    with pytest.raises(ValueError, match="1..1000"):
+        helpers.explain(lite0, photos, top=0)
+
+
 def test_eigen_cam_is_class_agnostic(lite0, photos):
     one = helpers.explain(lite0, photos, "eigen_cam", classes=[1, 2])
     np.testing.assert_array_equal(one, helpers.explain(lite0, photos, "eigen_cam", classes=[500, 900]))
