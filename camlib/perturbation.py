@@ -198,19 +198,21 @@ def _ablation_cam(model, inputs, index, A, logits, classes, layer, output, batch
     w = np.zeros((n, classes.shape[1], c), np.float32)
     if getattr(head, "pooled", False):
         batch_size = max(batch_size, c)
-    starts = range(0, c, batch_size)
+    batches = []  # (channels, keep): row b of keep sets channel s + b to zero; the same for every image
+    for s in range(0, c, batch_size):
+        channels = np.arange(s, min(s + batch_size, c))
+        keep = np.ones((len(channels), c), np.float32)
+        keep[np.arange(len(channels)), channels] = 0.0
+        batches.append((channels, tf.constant(keep)))
     done = 0
     for i in range(n):
         scores = np.take(logits[i], classes[i])[None]  # (1, K)
-        for s in starts:
-            channels = np.arange(s, min(s + batch_size, c))
-            keep = np.ones((len(channels), c), np.float32)
-            keep[np.arange(len(channels)), channels] = 0.0  # row b: channel s + b set to zero
+        for channels, keep in batches:
             if head is not None:
-                y = head(tf.constant(A[i][None]), tf.constant(keep), tf.constant(classes[i])).numpy()  # (B, K)
+                y = head(tf.constant(A[i][None]), keep, tf.constant(classes[i])).numpy()  # (B, K)
             else:
                 batch = [tf.constant(np.repeat(x[i : i + 1], len(channels), axis=0)) for x in inputs]
-                y = full(batch, tf.constant(keep))[1].numpy()[:, classes[i]]  # (B, K)
+                y = full(batch, keep)[1].numpy()[:, classes[i]]  # (B, K)
             w[i, :, channels] = ablation_cam_weights(scores, y).numpy()
             done += 1
             report(done)
