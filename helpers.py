@@ -17,8 +17,11 @@ only the ones above it in this list:
 - `camlib/perturbation.py`: Score-CAM and Ablation-CAM's forward passes.
 - `camlib/engine.py`: `explain`, `explanation`, `compare_layers`, `fuse_layers`,
   `METHODS`: one compiled pass per (model, layer) for every gradient method.
-- `camlib/plots.py`: `show`, `overlay`, `gradient_image`, `title`.
+- `camlib/plots.py`: `show`, `show_raw`, `show_steps`, `overlay`, `gradient_image`, `title`;
+  `FIGURES`, where the notebook saves its figures.
 - `camlib/metrics.py`: faithfulness and localisation metrics, the sanity check.
+- `camlib/exercises.py`: the notebook's "Your turn" checkers (`check_softmax`, ...,
+  `check_choice`) and their `SOLUTIONS`.
 - `camlib/explorer.py`: `explore`, the interactive explorer.
 - `camlib/cli.py`: the command line (`python3 tasks.py explain PATH... --out DIR`).
 
@@ -40,6 +43,19 @@ from camlib.engine import (  # noqa: E402
     explain,
     explanation,
     fuse_layers,
+)
+from camlib.exercises import (  # noqa: E402
+    QUESTIONS,
+    SOLUTIONS,
+    check_cam_map,
+    check_choice,
+    check_counterfactual,
+    check_deletion_step,
+    check_grad_cam,
+    check_grad_cam_pp_head,
+    check_guided_grad_cam,
+    check_peak,
+    check_softmax,
 )
 from camlib.guided import guided_relu  # noqa: E402
 from camlib.layers import find_layer, spatial_layers, target_layer  # noqa: E402
@@ -87,14 +103,18 @@ from camlib.photos import (  # noqa: E402
 )
 from camlib.plots import (  # noqa: E402
     CMAP,
+    FIGURES,
     NAMES,
     PANEL,
     SIGNED_CMAP,
     gradient_image,
     overlay,
+    plot_deletion,
     plot_evaluation,
     plot_sanity,
     show,
+    show_raw,
+    show_steps,
     title,
 )
 

@@ -22,7 +22,7 @@ compiled passes to show where the time goes.
 
     python benchmarks/bench.py                 # the full run (~45 min on 2 cores)
     python benchmarks/bench.py --quick         # a smoke run (~3 min)
-    python benchmarks/bench.py --family --json benchmarks/results-2cpu-family.json
+    python benchmarks/bench.py --family --json /tmp/family.json
     python benchmarks/bench.py --markdown      # Markdown tables, for the README
 
 See benchmarks/README.md for the set-up (the tf-keras-vis extra) and the columns.

@@ -8,7 +8,7 @@ Both are measured in one run, on the same model, the same photos and the same ba
   compiled pass, peaks and boxes, the overlay PNGs, the .npz maps and results.csv, into
   a fresh folder each round.
 
-The photos are the repository's images/*.jpg (500 to 773 pixels wide), repeated to `--photos`
+The photos are the repository's five example photos (images/dog.jpg, eagle, giraffe, horses, person; 500 to 773 pixels wide), repeated to `--photos`
 files in a temporary folder. Rounds alternate the two, after one warm-up of each (tracing);
 the medians are compared. The target: cli >= 0.8 x forward.
 
@@ -40,8 +40,9 @@ from camlib import cli, models, photos  # noqa: E402
 
 
 def make_photos(folder: Path, n: int) -> list[Path]:
-    """n JPEG files in `folder`, copies of images/*.jpg in turn (decoding costs what a real photo costs)."""
-    sources = sorted((ROOT / "images").glob("*.jpg"))
+    """n JPEG files in `folder`, copies of the five example photos in images/ in turn (decoding
+    costs what a real photo costs)."""
+    sources = [ROOT / "images" / f"{name}.jpg" for name in ("dog", "eagle", "giraffe", "horses", "person")]
     paths = []
     for i in range(n):
         path = folder / f"{i:05d}_{sources[i % len(sources)].name}"

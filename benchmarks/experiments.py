@@ -59,7 +59,7 @@ def guided_relu_native(x, max_value=None):
     return f(x)
 
 
-# The "ReLU6 + identity(relu(dy))" variant measured here is now camlib.guided.guided_relu itself.
+# The "ReLU6 + identity(relu(dy))" variant is camlib.guided.guided_relu itself.
 guided_relu_identity = guided_module.guided_relu
 
 

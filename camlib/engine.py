@@ -83,7 +83,7 @@ def _compiled_pass(model, layer_names: tuple, guided: bool, output: int, specs: 
     {"maps": (L, N, K, S, S) or (L, N, K, S, S, 3) when guided, "logits", "classes"},
     built once per (model, layers, guided, output) and cached on the model. A guided pass
     is also built per K: the pixel gradients' loop over classes runs faster when K is known
-    when traced (1.29x -> 1.06x a forward + backward pass at batch 32)."""
+    when traced (benchmarks/README.md, the guided methods)."""
     cache = model.__dict__.setdefault("_cam_passes", {})
     key = (layer_names, guided, output, specs, k)
     if key in cache:

@@ -1,21 +1,31 @@
 """Plots: one colour map, fixed panel sizes, titles that name the method and the class.
 
 `overlay` draws a map over its photo, `gradient_image` shows guided gradients, `show`
-draws a grid of panels, `plot_sanity` and `plot_evaluation` draw the metrics' results.
+draws a grid of panels with a colour bar, `show_raw` draws maps in their own units (the
+h x w grid before upsampling), `plot_sanity`, `plot_deletion` and `plot_evaluation` draw
+the metrics' results. A figure given a `path` is saved there with at least the pixels it
+takes on a 1920 x 1080 screen; the notebook's figures go to `FIGURES`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from camlib.engine import METHODS
-from camlib.photos import CLASS_NAMES
+from camlib.photos import CLASS_NAMES, ROOT
 
 CMAP = "turbo"  # one colour map for every heat map
 SIGNED_CMAP = "RdBu_r"  # diverging, for maps where the sign matters
 PANEL = 2.6  # inches per panel
+SCREEN = (1920, 1080)  # a saved figure has at least the pixels it fills on this screen
+# Where the notebook saves its figures: the ignored artifacts/figures/, unless $CAM_FIGURES
+# says otherwise (`python3 tasks.py notebook` points it at images/, the committed figures).
+FIGURES = Path(os.environ.get("CAM_FIGURES") or ROOT / "artifacts" / "figures")
+HEAT_LABEL = "evidence for the class: 0 = none, 1 = the map's peak"
+SIGNED_LABEL = "for the class (red) or against it (blue)"
 
 
 def overlay(image, cam, alpha: float = 0.5, cmap: str = CMAP) -> np.ndarray:
@@ -65,16 +75,15 @@ def title(method: str, class_: int, probability: float | None = None) -> str:
 
 def show(panels, titles=None, cols: int | None = None, path: str | Path | None = None):
     """Draw a grid of panels, each a photo (S, S, 3), an (image, map) pair shown as an
-    overlay, or an (S, S) signed map in [-1, 1] shown with the diverging colour map.
-    Fixed panel size; saves to `path` when given; returns nothing (ends with plt.show())."""
+    overlay, or an (S, S) signed map in [-1, 1] shown with the diverging colour map, with a
+    colour bar for each kind of map shown. Fixed panel size; saves to `path` when given;
+    returns nothing (ends with plt.show())."""
     import matplotlib.pyplot as plt
 
     panels = list(panels)
     cols = cols or len(panels)
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(PANEL * cols, PANEL * rows + 0.3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
+    fig, axes = _grid(rows, cols)
     for i, panel in enumerate(panels):
         ax = axes.flat[i]
         if isinstance(panel, tuple):
@@ -86,10 +95,89 @@ def show(panels, titles=None, cols: int | None = None, path: str | Path | None =
             ax.imshow(panel if panel.dtype == np.uint8 else np.clip(panel, 0, 1))
         if titles is not None:
             ax.set_title(_fit(titles[i]), fontsize=9)
+    kinds = [(isinstance(p, tuple), not isinstance(p, tuple) and np.ndim(p) == 2) for p in panels]
+    if any(heat for heat, _ in kinds):
+        _colour_bar(fig, axes, plt.Normalize(0, 1), CMAP, HEAT_LABEL)
+    if any(signed for _, signed in kinds):
+        _colour_bar(fig, axes, plt.Normalize(-1, 1), SIGNED_CMAP, SIGNED_LABEL)
     _finish(fig, path)
 
 
-def _fit(title: str, width: int = 34) -> str:
+def show_raw(maps, titles=None, label: str = "value", cols: int | None = None, shared: bool = True,
+             path: str | Path | None = None):
+    """Draw (h, w) maps in their own units, before any ReLU, upsampling or scaling: one
+    square per position, a diverging colour map centred on 0, and one colour bar shared by
+    every panel (so that panels which add up can be compared) or, with shared=False, one
+    per panel."""
+    import matplotlib.pyplot as plt
+
+    maps = [np.asarray(m, np.float64) for m in maps]
+    cols = cols or len(maps)
+    fig, axes = _grid(-(-len(maps) // cols), cols)
+    limits = [float(np.abs(m).max()) or 1.0 for m in maps]
+    if shared:
+        limits = [max(limits)] * len(maps)
+    for ax, m, limit, t in zip(axes.flat, maps, limits, titles or [None] * len(maps)):
+        image = ax.imshow(m, cmap=SIGNED_CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
+        if t is not None:
+            ax.set_title(_fit(t), fontsize=9)
+        if not shared:
+            fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
+    if shared:
+        _colour_bar(fig, axes, plt.Normalize(-limits[0], limits[0]), SIGNED_CMAP, label)
+    else:
+        fig.suptitle(label, fontsize=9)
+    _finish(fig, path)
+
+
+def show_steps(raw, photo, titles=None, label: str = "contribution to the logit", path: str | Path | None = None):
+    """A class map's last steps, one panel each: the raw (h, w) map in its own units (each
+    position's value written on it), its ReLU, and that upsampled to the photo (S, S, 3),
+    scaled to [0, 1] and laid over it."""
+    import matplotlib.pyplot as plt
+
+    from camlib.methods import upsample_and_scale
+
+    raw = np.asarray(raw, np.float64)  # (h, w)
+    relu = np.maximum(raw, 0)
+    heat = upsample_and_scale(relu[None].astype(np.float32), photo.shape[:2]).numpy()[0]  # (S, S)
+    fig, axes = _grid(1, 3)
+    limit = float(np.abs(raw).max()) or 1.0
+    for ax, m in zip(axes.flat, (raw, relu)):
+        ax.imshow(m, cmap=SIGNED_CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
+        if m.size <= 100:  # small enough to read every number
+            for (i, j), v in np.ndenumerate(m):
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6)
+    axes.flat[2].imshow(overlay(photo, heat))
+    for ax, t in zip(axes.flat, titles or ("raw map", "ReLU", "upsampled, scaled, over the photo")):
+        ax.set_title(_fit(t), fontsize=9)
+    _colour_bar(fig, axes[:, :2], plt.Normalize(-limit, limit), SIGNED_CMAP, label)
+    _colour_bar(fig, axes[:, 2:], plt.Normalize(0, 1), CMAP, HEAT_LABEL)
+    _finish(fig, path)
+
+
+def _grid(rows: int, cols: int):
+    """A figure of rows x cols panels of fixed size, axes off, laid out to leave room for colour bars."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(PANEL * cols + 0.9, PANEL * rows + 0.3 * rows), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes
+
+
+def _colour_bar(fig, axes, norm, cmap: str, label: str):
+    """One colour bar beside the whole grid."""
+    import matplotlib.pyplot as plt
+
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=min(0.9, 0.6 + 0.1 * len(axes)))
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=8)
+
+
+def _fit(title: str, width: int = 28) -> str:
     """A title too long for a panel breaks after its method name ("Counterfactual:\n mountain bike")."""
     return title if "\n" in title or len(title) <= width else title.replace(": ", ":\n", 1)
 
@@ -99,7 +187,7 @@ def plot_sanity(result, path: str | Path | None = None):
     the trained model's map against how far down the network has been re-initialised."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(2 * PANEL, 1.2 * PANEL))
+    fig, ax = plt.subplots(figsize=(2 * PANEL, 1.2 * PANEL), layout="constrained")
     steps = np.arange(len(result.blocks))
     for method, rho in result.spearman.items():
         ax.plot(steps, rho.mean(axis=1), marker="o", label=title(method, 0).split(":")[0])
@@ -124,7 +212,7 @@ def plot_evaluation(rows: list[dict], path: str | Path | None = None):
         ("pointing", "Pointing game ↑"),
     ]
     metrics_ = [(k, name) for k, name in metrics_ if rows[0].get(k) is not None]
-    fig, axes = plt.subplots(1, len(metrics_), figsize=(1.5 * PANEL * len(metrics_), 1.3 * PANEL))
+    fig, axes = plt.subplots(1, len(metrics_), figsize=(1.5 * PANEL * len(metrics_), 1.3 * PANEL), layout="constrained")
     names = [title(row["method"], 0).split(":")[0] if row["method"] in METHODS else row["method"] for row in rows]
     for ax, (key, name) in zip(np.atleast_1d(axes), metrics_):
         ax.bar(range(len(rows)), [row[key] for row in rows], color=plt.cm.tab10(np.arange(len(rows))))
@@ -133,11 +221,35 @@ def plot_evaluation(rows: list[dict], path: str | Path | None = None):
     _finish(fig, path)
 
 
-def _finish(fig, path):
+def plot_deletion(curves: dict, path: str | Path | None = None):
+    """Deletion curves: {name: probabilities (steps + 1,)} against the fraction of pixels deleted."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig, ax = plt.subplots(figsize=(2 * PANEL, 1.3 * PANEL), layout="constrained")
+    for name, p in curves.items():
+        p = np.asarray(p)
+        ax.plot(np.linspace(0, 1, len(p)), p, marker="o", ms=3, label=f"{name} (area {np.trapezoid(p, dx=1 / (len(p) - 1)):.2f})")
+    ax.set_xlabel("fraction of the pixels deleted, most important first")
+    ax.set_ylabel("probability of the class")
+    ax.set_ylim(0, None)
+    ax.legend(fontsize=8)
+    _finish(fig, path)
+
+
+def _finish(fig, path):
+    """Show the figure; save it first when given a path (JPEG for .jpg, quality 90), with
+    at least as many pixels as it fills on a 1920 x 1080 screen."""
+    import matplotlib.pyplot as plt
+
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=80, bbox_inches="tight")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.canvas.draw()  # lay it out, then measure what bbox_inches="tight" keeps (inches)
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        dpi = max(100, int(np.ceil(min(SCREEN[0] / box.width, SCREEN[1] / box.height))) + 1)
+        jpeg = {"pil_kwargs": {"quality": 90}} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+        fig.savefig(path, dpi=dpi, bbox_inches="tight", **jpeg)
     plt.show()
     plt.close(fig)
