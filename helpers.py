@@ -20,6 +20,8 @@ only the ones above it in this list:
 - `camlib/plots.py`: `show`, `show_raw`, `show_steps`, `overlay`, `gradient_image`, `title`;
   `FIGURES`, where the notebook saves its figures.
 - `camlib/metrics.py`: faithfulness and localisation metrics, the sanity check.
+- `camlib/shortcut.py` (as `helpers.shortcut`): a small CNN that learns a planted mark
+  instead of the digits, for the notebook's "right for the wrong reason".
 - `camlib/exercises.py`: the notebook's "Your turn" checkers (`check_softmax`, ...,
   `check_choice`) and their `SOLUTIONS`.
 - `camlib/explorer.py`: `explore`, the interactive explorer.
@@ -32,6 +34,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from camlib import shortcut  # noqa: E402  (right for the wrong reason: a model that learnt a mark)
 from camlib.engine import (  # noqa: E402
     GUIDED,
     MAP_METHODS,

@@ -8,7 +8,8 @@ Both are measured in one run, on the same model, the same photos and the same ba
   compiled pass, peaks and boxes, the overlay PNGs, the .npz maps and results.csv, into
   a fresh folder each round.
 
-The photos are the repository's five example photos (images/dog.jpg, eagle, giraffe, horses, person; 500 to 773 pixels wide), repeated to `--photos`
+The photos are the repository's five example photos (images/dog.jpg, eagle, giraffe, horses,
+person; 500 to 773 pixels wide), repeated to `--photos`
 files in a temporary folder. Rounds alternate the two, after one warm-up of each (tracing);
 the medians are compared. The target: cli >= 0.8 x forward.
 

@@ -228,7 +228,8 @@ def plot_deletion(curves: dict, path: str | Path | None = None):
     fig, ax = plt.subplots(figsize=(2 * PANEL, 1.3 * PANEL), layout="constrained")
     for name, p in curves.items():
         p = np.asarray(p)
-        ax.plot(np.linspace(0, 1, len(p)), p, marker="o", ms=3, label=f"{name} (area {np.trapezoid(p, dx=1 / (len(p) - 1)):.2f})")
+        area = np.trapezoid(p, dx=1 / (len(p) - 1))
+        ax.plot(np.linspace(0, 1, len(p)), p, marker="o", ms=3, label=f"{name} (area {area:.2f})")
     ax.set_xlabel("fraction of the pixels deleted, most important first")
     ax.set_ylabel("probability of the class")
     ax.set_ylim(0, None)

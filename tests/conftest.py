@@ -48,3 +48,15 @@ def float32_policy():
     """Restores the float32 dtype policy after a test that changes it."""
     yield
     keras.mixed_precision.set_dtype_policy("float32")
+
+
+# The quick tier (python3 tasks.py test -m "not slow", a few minutes): everything except the
+# browsers, the notebook re-executed by nbval and the tests that build every architecture.
+SLOW_FILES = {"test_presentation.py", "test_lab.py", "cam.ipynb"}
+SLOW_TESTS = ("test_browser_", "test_every_architecture_every_method", "test_real_slow_methods")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_FILES or item.name.startswith(SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
