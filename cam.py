@@ -980,19 +980,27 @@ helpers.show(panels, titles, cols=len(FAMILY), path=FIGURES / "family.jpg")
 # %% [markdown]
 # How alike are they? The correlation of each map with Grad-CAM's, over the 224 x 224 pixels:
 
+
 # %%
 # NBVAL_CHECK_OUTPUT
+def correlation(a, b):
+    """Pearson's r of two maps over their pixels, as text; "blank" when one of them is constant."""
+    return "blank" if a.std() == 0 or b.std() == 0 else f"{np.corrcoef(a.ravel(), b.ravel())[0, 1] + 0.0:.2f}"
+
+
 print(" " * 13 + "".join(f"{n:>9}" for n in trio_names))
 for m in FAMILY:
-    r = [np.corrcoef(family["grad_cam"].maps[i].ravel(), family[m].maps[i].ravel())[0, 1] for i in range(len(trio))]
-    print(f"{m:>13}" + "".join(f"{v + 0.0:>9.2f}" for v in np.round(r, 2)))
+    print(f"{m:>13}" + "".join(f"{correlation(family['grad_cam'].maps[i], family[m].maps[i]):>9}" for i in range(3)))
 
 # %% [markdown]
-# Notice: HiResCAM and Layer-CAM, which keep each position's own gradient, sharpen onto fewer positions
-# than Grad-CAM; XGrad-CAM follows Grad-CAM where the channel sums are large; Eigen-CAM, which knows no
-# class, shows the strongest pattern in the activations whatever the class (on the giraffe photo, the
-# giraffe as much as the zebra). Score-CAM and Ablation-CAM, which ask the model itself, agree with the
-# gradient maps on where the animals are.
+# Notice: on the zebra, which the network is sure of (0.37), every class map finds the zebra; only
+# Eigen-CAM, which knows no class, takes in the giraffe as well. On the malamute (0.29) they part ways:
+# Grad-CAM++, Layer-CAM and HiResCAM sit on the dog's chest; Grad-CAM's averaged weights also light up the
+# van behind it; Ablation-CAM, which asks how much the logit falls without each channel, points at the
+# tree and the van. On "sorrel", a class the network gives 0.004, the maps scatter: weak evidence makes
+# unstable maps. Eigen-CAM's map of the horses is blank: at this residual layer its projection on $v_1$ is
+# negative at every position, so the ReLU leaves nothing (its sign rule was made for activations that
+# are never negative; "blank" in the table below).
 #
 # At the last layer of a pooling + Dense head, $g^{kc}_{ij} = w^c_k / Z$ at every position (section 4), and
 # several of them collapse: HiResCAM and XGrad-CAM are Grad-CAM, which is CAM, and Layer-CAM is Grad-CAM++.
