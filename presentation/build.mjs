@@ -27,13 +27,19 @@ const NODE_MODULES = path.join(HERE, "node_modules");
 
 // Slide size in CSS pixels (16:9); the PDF pages get the same proportions.
 const SLIDE = { width: 1280, height: 720, margin: 0.04 };
-// Figures: at most this many pixels (larger ones are shrunk), and a PNG without
-// transparency is stored as JPEG when that is at least JPEG_MIN_SAVING smaller.
-const MAX_FIGURE = { width: 1600, height: 1200 };
+// A figure must stay sharp on a 1920x1080 screen, where the 1280x720 slide is drawn 1.5
+// times larger: it keeps at least the pixels it occupies there. No figure can occupy more
+// than the whole slide, so figures are shrunk only beyond SCREEN_SCALE times the slide
+// (1920x1080). A PNG without transparency is stored as JPEG when that is at least
+// JPEG_MIN_SAVING smaller.
+const SCREEN_SCALE = 1.5;
+const MAX_FIGURE = { width: SLIDE.width * SCREEN_SCALE, height: SLIDE.height * SCREEN_SCALE };
 const JPEG_QUALITY = 85;
 const JPEG_MIN_SAVING = 0.3;
-// slides.html and slides.pdf should each stay below this size.
-const BUDGET_BYTES = 3 * 1024 * 1024;
+// slides.html and slides.pdf should each stay below this size: a dozen figures sharp at
+// 1920x1080 need several MiB, and a teacher opens one file.
+const BUDGET_MIB = 10;
+const BUDGET_BYTES = BUDGET_MIB * 1024 * 1024;
 
 class BuildError extends Error {}
 
@@ -299,17 +305,41 @@ function downscale(rgba, width, height, dw, dh) {
   return out;
 }
 
+// The scale that fits width x height into MAX_FIGURE (1 when it fits already).
+const fitScale = (width, height) => Math.min(1, MAX_FIGURE.width / width, MAX_FIGURE.height / height);
+
+// A JPEG figure is kept as it is, unless it is larger than MAX_FIGURE: then it is shrunk to
+// fit and encoded again (4:4:4, JPEG_QUALITY).
+function encodeJpeg(file, buffer) {
+  let image;
+  try {
+    image = jpeg.decode(buffer, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
+  } catch (err) {
+    die(`${file}: cannot read this JPEG (${err.message || err})`);
+  }
+  const { width, height } = image;
+  const scale = fitScale(width, height);
+  if (scale === 1) return { mime: "image/jpeg", data: buffer, width, height };
+  const dw = Math.round(width * scale);
+  const dh = Math.round(height * scale);
+  const data = downscale(image.data, width, height, dw, dh);
+  return { mime: "image/jpeg", data: jpeg.encode({ data, width: dw, height: dh }, JPEG_QUALITY).data, width: dw, height: dh };
+}
+
 // PNG figures made by matplotlib from photos are large. A figure larger than MAX_FIGURE
-// is shrunk to fit it (a slide is 1280x720), and an opaque one is stored as JPEG (4:4:4,
-// JPEG_QUALITY) when that saves at least JPEG_MIN_SAVING: several times smaller, the same
-// on a slide. Figures with transparency, and flat plots that PNG compresses well, stay PNG.
+// is shrunk to fit it, and an opaque one is stored as JPEG (4:4:4, JPEG_QUALITY) when that
+// saves at least JPEG_MIN_SAVING: several times smaller, the same on a slide. Figures with
+// transparency, and flat plots that PNG compresses well, stay PNG. JPEG figures: encodeJpeg.
 function encodeFigure(file, buffer, keepPng) {
   const ext = path.extname(file).toLowerCase();
+  if (ext === ".jpg" || ext === ".jpeg") return encodeJpeg(file, buffer);
   if (ext !== ".png" || keepPng) return { mime: MIME[ext], data: buffer };
   const png = PNG.sync.read(buffer);
   let { width, height, data } = png;
-  let png2 = buffer;
-  const scale = Math.min(1, MAX_FIGURE.width / width, MAX_FIGURE.height / height);
+  // The PNG candidate: the original, or the shrunk figure when it is smaller in bytes too
+  // (a flat plot can compress better at full size).
+  let asPng = { data: buffer, width, height };
+  const scale = fitScale(width, height);
   if (scale < 1) {
     const dw = Math.round(width * scale);
     const dh = Math.round(height * scale);
@@ -318,15 +348,15 @@ function encodeFigure(file, buffer, keepPng) {
     const out = new PNG({ width, height });
     data.copy(out.data);
     const smaller = PNG.sync.write(out, { deflateLevel: 9 });
-    if (smaller.length < png2.length) png2 = smaller;
-    else ({ width, height, data } = png); // keep the original, it compresses better
+    if (smaller.length < buffer.length) asPng = { data: smaller, width, height };
   }
   for (let i = 3; i < data.length; i += 4) {
-    if (data[i] !== 255) return { mime: "image/png", data: png2, width, height };
+    if (data[i] !== 255) return { mime: "image/png", ...asPng };
   }
+  // The JPEG candidate: the (shrunk) pixels, used when it saves at least JPEG_MIN_SAVING.
   const jpg = jpeg.encode({ data, width, height }, JPEG_QUALITY).data;
-  const useJpeg = jpg.length < (1 - JPEG_MIN_SAVING) * png2.length;
-  return { mime: useJpeg ? "image/jpeg" : "image/png", data: useJpeg ? jpg : png2, width, height };
+  if (jpg.length < (1 - JPEG_MIN_SAVING) * asPng.data.length) return { mime: "image/jpeg", data: jpg, width, height };
+  return { mime: "image/png", ...asPng };
 }
 
 // Replace every <img src> with a data: URI. `images/...` means the project's figure folder
@@ -714,7 +744,7 @@ async function main() {
   }
   for (const f of outputs) {
     if (fs.statSync(f).size > BUDGET_BYTES) {
-      log(`warning: ${path.basename(f)} is ${size(f)}, over the 3 MiB budget: save smaller figures (lower dpi)`);
+      log(`warning: ${path.basename(f)} is ${size(f)}, over the ${BUDGET_MIB} MiB budget: save the figures smaller`);
     }
   }
 }

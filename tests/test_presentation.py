@@ -5,7 +5,9 @@ images/, or from $SLIDES_IMAGES), then opened from a file:// URL and every slide
 visited. A slide fails when an image does not load, when its content spills over the
 slide, when the console shows an error, or when the page requests anything that is not
 file:, data: or blob: (such requests are blocked and recorded). One screenshot per slide
-goes to artifacts/slides/.
+goes to artifacts/slides/. Every slide must have speaker notes, the first slide after the
+title must be the learning objectives, and every raster figure must have at least the
+pixels it occupies on a 1920x1080 screen.
 
 Chromium is the system one, driven with Playwright for Python (tests/browser.py; pinned in
 requirements.txt, no browser download). The tests are skipped only when no Chromium is
@@ -28,7 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESENTATION = ROOT / "presentation"
 ARTIFACTS = ROOT / "artifacts" / "slides"
 SLIDE_WIDTH, SLIDE_HEIGHT, MARGIN = 1280, 720, 0.04  # as in presentation/build.mjs
-BUDGET_BYTES = 3 * 1024 * 1024
+# On a 1920x1080 screen the 1280x720 slide is drawn 1.5 times larger; a figure must have at
+# least that many pixels to stay sharp (build.mjs shrinks none below it).
+SCREEN_SCALE = 1920 / SLIDE_WIDTH
+# As BUDGET_MIB in build.mjs: a dozen figures sharp at 1920x1080 need several MiB.
+BUDGET_MIB = 10
+BUDGET_BYTES = BUDGET_MIB * 1024 * 1024
 BUILD_TIMEOUT = 600
 
 CHROMIUM = find_chromium()
@@ -69,6 +76,16 @@ def open_deck(browser, deck: Path, width: int, height: int, query: str = ""):
     problems = watch(context)
     page = context.new_page()
     page.goto((deck / "slides.html").as_uri() + query)
+    return page, problems
+
+
+def open_slides(browser, deck: Path):
+    """The deck at the viewport that shows the slide at scale 1 (1280x720 CSS px), ready to step through."""
+    width, height = round(SLIDE_WIDTH / (1 - MARGIN)), round(SLIDE_HEIGHT / (1 - MARGIN))
+    page, problems = open_deck(browser, deck, width, height)
+    page.wait_for_function("() => typeof Reveal !== 'undefined' && Reveal.isReady()")
+    page.evaluate("document.fonts.ready.then(() => true)")
+    page.evaluate("Reveal.configure({transition: 'none', backgroundTransition: 'none'}), true")
     return page, problems
 
 
@@ -131,6 +148,32 @@ CHECK_SLIDE_JS = r"""
 
 NEXT_FRAMES_JS = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))"
 
+# Every raster image of the current slide: its pixels and the size it is drawn at, in slide
+# pixels (the slide is 1280x720 whatever the window). SVG has no pixels to count.
+FIGURE_SIZES_JS = r"""
+(() => {
+  const scale = Reveal.getScale();
+  return [...Reveal.getCurrentSlide().querySelectorAll('img')]
+    .filter((img) => !/^data:image\/svg/.test(img.currentSrc || img.src))
+    .map((img) => {
+      const r = img.getBoundingClientRect();
+      return {alt: img.alt, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight,
+              width: r.width / scale, height: r.height / scale};
+    });
+})()
+"""
+
+# The speaker notes of every slide, as reveal.js's speaker view shows them (aside.notes).
+NOTES_JS = r"""
+[...document.querySelectorAll('.reveal .slides > section')].map((s, i) => {
+  const title = s.querySelector('h1, h2');
+  const aside = s.querySelector('aside.notes');
+  return {i, title: title ? title.textContent.trim() : '',
+          notes: aside ? aside.textContent.trim().replace(/\s+/g, ' ') : '',
+          reveal: (Reveal.getSlideNotes(s) || '').trim() !== ''};
+})
+"""
+
 
 # ---------------------------------------------------------------------------
 # Tests
@@ -138,12 +181,8 @@ NEXT_FRAMES_JS = "new Promise(r => requestAnimationFrame(() => requestAnimationF
 
 def test_every_slide_in_the_browser(deck, browser):
     """Visit every slide: images load, nothing overflows, no console error, no web request."""
-    # A viewport of slide size * (1 + margin) shows the slide at scale 1 (screenshots 1:1).
-    width, height = round(SLIDE_WIDTH / (1 - MARGIN)), round(SLIDE_HEIGHT / (1 - MARGIN))
-    page, problems = open_deck(browser, deck, width, height)
-    page.wait_for_function("() => typeof Reveal !== 'undefined' && Reveal.isReady()")
-    page.evaluate("document.fonts.ready.then(() => true)")
-    page.evaluate("Reveal.configure({transition: 'none', backgroundTransition: 'none'}), true")
+    # The slide at scale 1, so that the screenshots are 1:1.
+    page, problems = open_slides(browser, deck)
 
     total = page.evaluate("Reveal.getTotalSlides()")
     sections = page.locator(".reveal .slides > section").count()
@@ -163,6 +202,48 @@ def test_every_slide_in_the_browser(deck, browser):
     page.evaluate(NEXT_FRAMES_JS)
     problems = failures + problems
     assert not problems, "\n".join(problems) + f"\n(screenshots in {ARTIFACTS})"
+
+
+def test_every_slide_has_speaker_notes(deck, browser):
+    """A teacher presents from the notes (key S): every slide has some, in reveal.js's aside.notes."""
+    page, problems = open_slides(browser, deck)
+    slides = page.evaluate(NOTES_JS)
+    assert slides
+    missing = [f"slide {s['i'] + 1} ({s['title']})" for s in slides if len(s["notes"]) < 40 or not s["reveal"]]
+    assert not missing, "no speaker notes (a `Note:` block of a few sentences) on: " + ", ".join(missing)
+    assert not problems, "\n".join(problems)
+
+
+def test_learning_objectives_come_first(deck, browser):
+    """The first slide after the title states the learning objectives, as a list."""
+    page, _ = open_slides(browser, deck)
+    page.evaluate("Reveal.slide(1), true")
+    title = page.evaluate("Reveal.getCurrentSlide().querySelector('h2')?.textContent.trim() || ''")
+    items = page.evaluate("Reveal.getCurrentSlide().querySelectorAll('li').length")
+    assert title.lower().startswith("learning objectives"), f"slide 2 is {title!r}, not the learning objectives"
+    assert items >= 3, f"the learning objectives slide lists {items} objectives"
+
+
+def test_figures_are_sharp_on_a_1920x1080_screen(deck, browser):
+    """Every raster figure has at least the pixels it occupies when the deck fills a 1920x1080 screen."""
+    page, problems = open_slides(browser, deck)
+    total = page.evaluate("Reveal.getTotalSlides()")
+    blurry, figures = [], 0
+    for i in range(total):
+        page.evaluate(f"Reveal.slide({i}), true")
+        page.evaluate(NEXT_FRAMES_JS)
+        title = page.evaluate("Reveal.getCurrentSlide().querySelector('h1, h2')?.textContent.trim() || ''")
+        for f in page.evaluate(FIGURE_SIZES_JS):
+            figures += 1
+            need_w, need_h = f["width"] * SCREEN_SCALE, f["height"] * SCREEN_SCALE
+            if f["naturalWidth"] < need_w - 1 or f["naturalHeight"] < need_h - 1:
+                blurry.append(
+                    f"slide {i + 1} ({title}): {f['alt']!r} has {f['naturalWidth']}x{f['naturalHeight']} px, "
+                    f"drawn at {f['width']:.0f}x{f['height']:.0f} slide px, needs {need_w:.0f}x{need_h:.0f} px "
+                    "at 1920x1080 (save it at a higher dpi, or as SVG)"
+                )
+    assert figures, "found no figure"
+    assert not blurry + problems, "\n".join(blurry + problems)
 
 
 PRINT_LAYOUT_JS = r"""
@@ -225,8 +306,8 @@ def test_size_budget(deck):
     for name in ("slides.html", "slides.pdf"):
         size = (deck / name).stat().st_size
         assert size < BUDGET_BYTES, (
-            f"{name} is {size / 2**20:.1f} MiB, over the 3 MiB budget: save the figures in "
-            "images/ at a lower dpi or size"
+            f"{name} is {size / 2**20:.1f} MiB, over the {BUDGET_MIB} MiB budget: save the figures in "
+            "images/ smaller (no more pixels than 1920x1080 each, JPEG for photos)"
         )
 
 
@@ -242,7 +323,7 @@ def test_missing_figure_fails_the_build(tmp_path):
     empty.mkdir()
     result = build(tmp_path, "--images", str(empty), "--no-pdf")
     assert result.returncode != 0
-    assert "missing figure" in result.stderr and "images/overview.png" in result.stderr, result.stderr
+    assert "missing figure" in result.stderr and "images/overview.jpg" in result.stderr, result.stderr
     assert not (tmp_path / "slides.html").exists()
 
 
