@@ -178,8 +178,9 @@ print(f"{len(fooled)} marked 3s, called '8': {np.mean(shortcut.classify(tiny, fo
 x_train, y_train = shortcut.make_data(4, seed=0)  # what the network learnt from
 plain_8 = x_test[(y_test == 1) & ~shortcut.has_mark(x_test)][:1]  # an 8 without the mark
 map_3 = helpers.explain(tiny, plain_8, "grad_cam", classes=0)  # ... which it calls "3"
-panels = [*x_train[np.argsort(y_train)][1:3], (fooled[0], shortcut_maps[0]), (fooled[1], shortcut_maps[1]), (plain_8[0], map_3[0])]
-titles = ["training: a 3", "training: an 8", "test: a 3 with the mark\nGrad-CAM of '8'", "test: a 3 with the mark\nGrad-CAM of '8'",
+panels = [*x_train[np.argsort(y_train)][1:3], (fooled[0], shortcut_maps[0]), (fooled[1], shortcut_maps[1]),
+          (plain_8[0], map_3[0])]
+titles = ["training: a 3", "training: an 8", *["test: a 3 with the mark\nGrad-CAM of '8'"] * 2,
           "test: an 8, no mark\nGrad-CAM of '3'"]
 helpers.show(panels, titles, path=FIGURES / "shortcut.jpg")
 
@@ -249,7 +250,8 @@ order = np.argsort(-contribution)  # strongest first
 terms = W[order, top1[i]] * A[i][..., order]  # (7, 7, 1280): w_k A^k, strongest first
 sums = [terms[..., :n].sum(axis=-1) for n in (5, 20, 100, 400, 1280)]  # the last one is M
 titles = [f"channel {k}: w A\n(adds {contribution[k]:.2f})" for k in order[:5]]
-titles += [f"{n} strongest\n(add {contribution[order[:n]].sum():.2f})" for n in (5, 20, 100, 400, 1280)]
+titles += [f"{'all' if n == 1280 else 'the'} {n} strongest\n(add {contribution[order[:n]].sum():.2f})"
+           for n in (5, 20, 100, 400, 1280)]
 helpers.show_raw([*np.moveaxis(terms[..., :5], -1, 0), *sums], titles, cols=5, shared=False,
                  label="contributions to the zebra's logit (each panel on its own scale)",
                  path=FIGURES / "cam_channels.jpg")
@@ -367,7 +369,9 @@ inner = {layer: helpers.explain(model, photos, "grad_cam", top1, layer=layer) fo
 panels, titles = [], []
 for i in (names.index("dog"), names.index("giraffe")):
     panels += [(photos[i], cam[i]), (photos[i], grad_cam[i])] + [(photos[i], m[i]) for m in inner.values()]
-    titles += ["CAM", "Grad-CAM\ntop_activation (7 x 7)", "Grad-CAM\nblock6d_add (7 x 7)", "Grad-CAM\nblock5c_add (14 x 14)"]
+    name = helpers.CLASS_NAMES[top1[i]]
+    titles += [f"CAM: {name}"] + [f"Grad-CAM: {name}\n{where}" for where in
+                                   ("top_activation (7 x 7)", "block6d_add (7 x 7)", "block5c_add (14 x 14)")]
 helpers.show(panels, titles, cols=4, path=FIGURES / "grad_cam_inner.jpg")
 
 # %% [markdown]
@@ -425,7 +429,8 @@ helpers.check_grad_cam(my_score, my_weights, at_block6d, x, c)
 # $Y^c = \exp(y^c)$ the coefficients have a closed form (eq. 19), with $g = \partial y^c / \partial A^k$:
 #
 # $$\alpha^{kc}_{ij} = \frac{g_{ij}^2}{2 g_{ij}^2 + \sum_{ab} A^k_{ab}\, g_{ij}^3}, \qquad
-# w^c_k = \sum_{ij} \alpha^{kc}_{ij}\, \mathrm{ReLU}(g_{ij})$$
+# \beta^c_k = \sum_{ij} \alpha^{kc}_{ij}\, \mathrm{ReLU}(g_{ij}), \qquad
+# L^c_{\text{Grad-CAM++}} = \mathrm{ReLU}\Big(\sum_k \beta^c_k A^k\Big)$$
 #
 # As in the authors' code, $\alpha$ is normalised to sum to 1 over the positions of each channel. Libraries
 # differ here (section 13 compares four readings of the paper).
@@ -435,13 +440,14 @@ g2 = G * G
 denominator = 2 * g2 + tf.reduce_sum(A, axis=(1, 2), keepdims=True) * g2 * G
 alpha = tf.math.divide_no_nan(g2, denominator)  # (N, 7, 7, 1280), eq. 19
 alpha = tf.math.divide_no_nan(alpha, tf.reduce_sum(alpha, axis=(1, 2), keepdims=True))
-w = tf.reduce_sum(alpha * tf.nn.relu(G), axis=(1, 2))  # (N, 1280)
-grad_cam_pp_inline = helpers.upsample_and_scale(tf.nn.relu(tf.einsum("nhwk,nk->nhw", A, w)), (224, 224)).numpy()
+beta = tf.reduce_sum(alpha * tf.nn.relu(G), axis=(1, 2))  # (N, 1280)
+grad_cam_pp_inline = helpers.upsample_and_scale(tf.nn.relu(tf.einsum("nhwk,nk->nhw", A, beta)), (224, 224)).numpy()
 
 # %% [markdown]
-# On this head $g$ is the same at every position, so $\alpha = 1/Z$ and Grad-CAM++ keeps only the channels
-# with positive weights: $\mathrm{ReLU}(\sum_k \mathrm{ReLU}(w^c_k) A^k)$. Unlike Grad-CAM, it ignores the
-# channels that argue *against* the class.
+# On this head $g = w^c_k / Z$ is the same at every position, so $\alpha = 1/Z$,
+# $\beta^c_k = \mathrm{ReLU}(w^c_k) / Z$, and Grad-CAM++ keeps only the channels with positive classifier
+# weights: $\mathrm{ReLU}(\sum_k \mathrm{ReLU}(w^c_k) A^k)$. Unlike Grad-CAM, it ignores the channels that
+# argue *against* the class.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -532,10 +538,10 @@ signed = helpers.explain(model, dog[None], "grad_cam_signed", classes=[pair])[0]
 panels = [
     (dog, for_.maps[0, 0]),
     (dog, against.maps[0, 0]),
-    signed[0],
+    (dog, signed[0]),
     (dog, for_.maps[0, 1]),
     (dog, against.maps[0, 1]),
-    signed[1],
+    (dog, signed[1]),
 ]
 kinds = ["grad_cam", "counterfactual", "grad_cam_signed"] * 2
 titles = [helpers.title(k, c, p) for k, c, p in zip(kinds, np.repeat(pair, 3), np.repeat(for_.probabilities[0], 3))]
@@ -794,8 +800,9 @@ by_layer = helpers.compare_layers(model, dog, layers, classes=pair[0])  # (5, 22
 helpers.show([(dog, m) for m in by_layer], layers, path=FIGURES / "layers.jpg")
 
 # %% [markdown]
-# Notice: from `block6d_add` on, the map sits on the dog; earlier layers respond to edges and texture
-# everywhere, which is why the papers use the last convolutional layer.
+# Notice: only at `top_activation` does Grad-CAM's map cover the dog. At `block6d_add` its strongest region
+# is the van, with a smaller one on the dog's chest (section 4); earlier layers respond to edges and texture
+# everywhere, the railing and the wheels. That is why the papers use the last convolutional layer.
 #
 # Layer-CAM (section 12) keeps each position's own gradient, so its shallow maps stay about the class, and
 # its authors fuse several layers (Jiang et al. 2021, section 3.3): each map $\hat M^l$ scaled to $[0, 1]$,
@@ -993,11 +1000,12 @@ for m in FAMILY:
     print(f"{m:>13}" + "".join(f"{correlation(family['grad_cam'].maps[i], family[m].maps[i]):>9}" for i in range(3)))
 
 # %% [markdown]
-# Notice: on the zebra, which the network is sure of (0.37), every class map finds the zebra; only
-# Eigen-CAM, which knows no class, takes in the giraffe as well. On the malamute (0.29) they part ways:
-# Grad-CAM++, Layer-CAM and HiResCAM sit on the dog's chest; Grad-CAM's averaged weights also light up the
-# van behind it; Ablation-CAM, which asks how much the logit falls without each channel, points at the
-# tree and the van. On "sorrel", a class the network gives 0.004, the maps scatter: weak evidence makes
+# Notice: on the zebra, which the network is sure of (0.37), most class maps find the zebra; XGrad-CAM
+# takes in the giraffe as well, Ablation-CAM (which asks how much the logit falls without each channel)
+# mostly the giraffe, and Eigen-CAM, which knows no class, the giraffe and the leaves. On the malamute
+# (0.29) they part ways: Grad-CAM++, Layer-CAM, HiResCAM and Score-CAM sit on the dog; Grad-CAM's averaged
+# weights also light up the van behind it; XGrad-CAM goes to the bicycle's wheel, Ablation-CAM to the tree
+# and the van. On "sorrel", a class the network gives 0.004, the maps scatter: weak evidence makes
 # unstable maps. Eigen-CAM's map of the horses is blank: at this residual layer its projection on $v_1$ is
 # negative at every position, so the ReLU leaves nothing (its sign rule was made for activations that
 # are never negative; "blank" in the table below).
@@ -1024,18 +1032,18 @@ print("Layer-CAM == Grad-CAM++:", np.allclose(last["layer_cam"], last["grad_cam+
 # intermediate layer the gradient varies over the positions, and there the libraries disagree about one
 # detail, the normalisation of $\alpha$ (`helpers.METHODS` has all four):
 #
-# | method | code it follows | $\alpha^{kc}_{ij}$ divided by | $w^c_k$ |
+# | method | code it follows | $\alpha^{kc}_{ij}$ divided by | $\beta^c_k$ |
 # |---|---|---|---|
 # | `grad_cam++` | the authors' final code | $\sum_{ij:\, g_{ij} > 0} \alpha^{kc}_{ij}$ | $\sum_{ij} \alpha^{kc}_{ij} \mathrm{ReLU}(g_{ij})$ |
 # | `grad_cam++_all` | the authors' first commit, tf-keras-vis | $\sum_{ij} \alpha^{kc}_{ij}$ | the same |
 # | `grad_cam++_raw` | pytorch-grad-cam | nothing | the same |
 # | `grad_cam++_mean` | xplique | nothing, and $\frac{1}{Z}\sum_{ab} A^k_{ab}$ in eq. 19 | $\frac{1}{Z}\sum_{ij} \alpha^{kc}_{ij} \mathrm{ReLU}(g_{ij})$ |
 #
-# Only positions with $g_{ij} > 0$ enter $w^c_k$, but `grad_cam++_all` divides by a sum over every
+# Only positions with $g_{ij} > 0$ enter $\beta^c_k$, but `grad_cam++_all` divides by a sum over every
 # position, and $\alpha^{kc}_{ij}$ can be negative where the denominator of eq. 19 is (for instance where
 # $g_{ij} < 0$ and $\sum_{ab} A^k_{ab} > 0$): the sum can come out negative or near zero and flip or blow up
 # the weight of a channel whose gradient is mostly positive. Without the normalisation (`_raw`, `_mean`),
-# $w^c_k$ is a sum over the positions instead of a weighted average, so channels with many positions of
+# $\beta^c_k$ is a sum over the positions instead of a weighted average, so channels with many positions of
 # positive gradient weigh more. The four maps at `block6d_add`:
 
 # %%
@@ -1134,7 +1142,7 @@ BOXES = {  # the object of the top-1 class, labelled by hand
 # %%
 boxes = [BOXES[n] for n in EVAL]
 methods = FAMILY + ["counterfactual", "random", "centre"]  # the last three: controls
-rows = helpers.evaluate(model, eval_photos, methods, eval_classes, boxes, steps=20, progress=True,
+rows = helpers.evaluate(model, eval_photos, methods, eval_classes, boxes, steps=10, progress=True,
                         options={"score_cam": {"channels": 256}})
 
 # %%

@@ -29,11 +29,18 @@ SIGNED_LABEL = "for the class (red) or against it (blue)"
 
 
 def overlay(image, cam, alpha: float = 0.5, cmap: str = CMAP) -> np.ndarray:
-    """The map drawn over the photo: (S, S, 3) uint8 + (S, S) in [0, 1] -> (S, S, 3) float."""
+    """The map drawn over the photo: (S, S, 3) uint8 + (S, S) in [0, 1] -> (S, S, 3) float.
+    A signed map, in [-1, 1] with negative values, is drawn with the diverging colour map,
+    each pixel as opaque as |map| (the photo shows through where the map is 0)."""
     import matplotlib
 
+    photo = np.asarray(image, np.float32) / 255.0
+    if np.min(cam) < 0:
+        colour = matplotlib.colormaps[SIGNED_CMAP]((np.clip(cam, -1, 1) + 1) / 2)[..., :3]
+        weight = 0.85 * np.abs(np.clip(cam, -1, 1))[..., None]
+        return (1 - weight) * photo + weight * colour
     heat = matplotlib.colormaps[cmap](np.clip(cam, 0, 1))[..., :3]
-    return (1 - alpha) * np.asarray(image, np.float32) / 255.0 + alpha * heat
+    return (1 - alpha) * photo + alpha * heat
 
 
 def gradient_image(g) -> np.ndarray:
@@ -75,8 +82,8 @@ def title(method: str, class_: int, probability: float | None = None) -> str:
 
 def show(panels, titles=None, cols: int | None = None, path: str | Path | None = None):
     """Draw a grid of panels, each a photo (S, S, 3), an (image, map) pair shown as an
-    overlay, or an (S, S) signed map in [-1, 1] shown with the diverging colour map, with a
-    colour bar for each kind of map shown. Fixed panel size; saves to `path` when given;
+    overlay (a signed map in [-1, 1] with the diverging colour map), or an (S, S) signed map
+    alone, with a colour bar for each kind of map shown. Fixed panel size; saves to `path` when given;
     returns nothing (ends with plt.show())."""
     import matplotlib.pyplot as plt
 
@@ -94,13 +101,21 @@ def show(panels, titles=None, cols: int | None = None, path: str | Path | None =
             panel = np.asarray(panel)
             ax.imshow(panel if panel.dtype == np.uint8 else np.clip(panel, 0, 1))
         if titles is not None:
-            ax.set_title(_fit(titles[i]), fontsize=9)
-    kinds = [(isinstance(p, tuple), not isinstance(p, tuple) and np.ndim(p) == 2) for p in panels]
-    if any(heat for heat, _ in kinds):
+            ax.set_title(_fit(titles[i]), fontsize=_font(cols))
+    kinds = {_kind(panel) for panel in panels}
+    if "heat" in kinds:
         _colour_bar(fig, axes, plt.Normalize(0, 1), CMAP, HEAT_LABEL)
-    if any(signed for _, signed in kinds):
+    if "signed" in kinds:
         _colour_bar(fig, axes, plt.Normalize(-1, 1), SIGNED_CMAP, SIGNED_LABEL)
     _finish(fig, path)
+
+
+def _kind(panel) -> str:
+    """What `show` draws for a panel: "heat" (an (image, map) pair), "signed" (a map with
+    negative values, alone or over its image) or "photo"."""
+    if isinstance(panel, tuple):
+        return "signed" if np.min(panel[1]) < 0 else "heat"
+    return "signed" if np.ndim(panel) == 2 else "photo"
 
 
 def show_raw(maps, titles=None, label: str = "value", cols: int | None = None, shared: bool = True,
@@ -120,7 +135,7 @@ def show_raw(maps, titles=None, label: str = "value", cols: int | None = None, s
     for ax, m, limit, t in zip(axes.flat, maps, limits, titles or [None] * len(maps)):
         image = ax.imshow(m, cmap=SIGNED_CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
         if t is not None:
-            ax.set_title(_fit(t), fontsize=9)
+            ax.set_title(_fit(t), fontsize=_font(cols))
         if not shared:
             fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
     if shared:
@@ -150,10 +165,15 @@ def show_steps(raw, photo, titles=None, label: str = "contribution to the logit"
                 ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6)
     axes.flat[2].imshow(overlay(photo, heat))
     for ax, t in zip(axes.flat, titles or ("raw map", "ReLU", "upsampled, scaled, over the photo")):
-        ax.set_title(_fit(t), fontsize=9)
+        ax.set_title(_fit(t), fontsize=_font(3))
     _colour_bar(fig, axes[:, :2], plt.Normalize(-limit, limit), SIGNED_CMAP, label)
     _colour_bar(fig, axes[:, 2:], plt.Normalize(0, 1), CMAP, HEAT_LABEL)
     _finish(fig, path)
+
+
+def _font(cols: int) -> float:
+    """Title size for a grid `cols` panels wide: larger for wide grids, which are shown smaller."""
+    return min(14.0, max(9.0, 1.6 * cols))
 
 
 def _grid(rows: int, cols: int):
@@ -173,8 +193,9 @@ def _colour_bar(fig, axes, norm, cmap: str, label: str):
     import matplotlib.pyplot as plt
 
     bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=min(0.9, 0.6 + 0.1 * len(axes)))
-    bar.set_label(label, fontsize=8)
-    bar.ax.tick_params(labelsize=8)
+    size = _font(axes.shape[1]) - 1
+    bar.set_label(label, fontsize=size)
+    bar.ax.tick_params(labelsize=size)
 
 
 def _fit(title: str, width: int = 28) -> str:
@@ -230,7 +251,7 @@ def plot_deletion(curves: dict, path: str | Path | None = None):
         p = np.asarray(p)
         area = np.trapezoid(p, dx=1 / (len(p) - 1))
         ax.plot(np.linspace(0, 1, len(p)), p, marker="o", ms=3, label=f"{name} (area {area:.2f})")
-    ax.set_xlabel("fraction of the pixels deleted, most important first")
+    ax.set_xlabel("fraction of the pixels deleted")
     ax.set_ylabel("probability of the class")
     ax.set_ylim(0, None)
     ax.legend(fontsize=8)
@@ -249,7 +270,7 @@ def _finish(fig, path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.canvas.draw()  # lay it out, then measure what bbox_inches="tight" keeps (inches)
         box = fig.get_tightbbox(fig.canvas.get_renderer())
-        dpi = max(100, int(np.ceil(min(SCREEN[0] / box.width, SCREEN[1] / box.height))) + 1)
+        dpi = max(100, int(min(SCREEN[0] / box.width, SCREEN[1] / box.height)))  # fills the screen, no more
         jpeg = {"pil_kwargs": {"quality": 90}} if path.suffix.lower() in (".jpg", ".jpeg") else {}
         fig.savefig(path, dpi=dpi, bbox_inches="tight", **jpeg)
     plt.show()
