@@ -145,6 +145,14 @@ def _class(c: int, classes: int) -> str:
     return f"'{CLASS_NAMES[c]}' (column {c})" if classes == len(CLASS_NAMES) else f"column {c}"
 
 
+def _map_answer(answer, shape: tuple, name: str, K: int) -> np.ndarray:
+    """The student's one-image map as an array, after the shape and NaN hints."""
+    x = _array(answer, name)
+    _map_shape(x, shape, name, K)
+    _finite(x, name)
+    return x
+
+
 def _map_shape(x: np.ndarray, shape: tuple, name: str, K: int) -> None:
     """Shape hints for a one-image map (h, w) made from activations (h, w, K)."""
     if x.shape == shape:
@@ -526,9 +534,7 @@ def check_grad_cam_pp_head(answer, a, W, c):
         return UNANSWERED
     a, W, c = _array(a, "a"), _array(W, "W"), int(c)
     h, w, K = a.shape
-    x = _array(answer, "pp_map")
-    _map_shape(x, (h, w), "pp_map", K)
-    _finite(x, "pp_map")
+    x = _map_answer(answer, (h, w), "pp_map", K)
 
     column = W[:, c]  # (K,)
     cam = a @ column  # (h, w): the raw CAM map
@@ -570,9 +576,7 @@ def check_counterfactual(answer, a, g):
         return UNANSWERED
     a, g = _array(a, "a"), _array(g, "g")
     h, w, K = a.shape
-    x = _array(answer, "counterfactual_map")
-    _map_shape(x, (h, w), "counterfactual_map", K)
-    _finite(x, "counterfactual_map")
+    x = _map_answer(answer, (h, w), "counterfactual_map", K)
 
     alpha = g.mean(axis=(0, 1))  # (K,): Grad-CAM's weights
     grad_cam = _relu(a @ alpha)  # (h, w)
