@@ -3,12 +3,13 @@
 Each `check_*` computes the right answer and the typical wrong ones from its own inputs,
 compares the student's answer with each, and prints one line:
 
-    ✅ Right! <what it shows>
-    ❌ Not yet: <the mistake, and what to do>
-    ⏳ Not answered yet: replace the ... with your code.
+    ✔ Right! <what it shows>
+    ✘ Not yet: <the mistake, and what to do>
+    … Not answered yet: replace the ... with your code.
 
-It returns None and never raises, whatever it is given (a string, a wrong shape, NaN, a
-function that raises), and never prints the expected values. Maps defined only up to a
+(Signs that ordinary monospace fonts have: no emoji font needed.) It returns None and never
+raises, whatever it is given (a string, a wrong shape, NaN, a function that raises), and
+never prints the expected values. Maps defined only up to a
 positive factor (Grad-CAM++, counterfactual) are compared after scaling.
 
 - `check_softmax`, `check_peak`, `check_cam_map`, `check_grad_cam`, `check_grad_cam_pp_head`,
@@ -42,7 +43,7 @@ __all__ = [
     "check_softmax",
 ]
 
-UNANSWERED = "⏳ Not answered yet: replace the ... with your code."
+UNANSWERED = "… Not answered yet: replace the ... with your code."
 SCALED = " (Scaled: fine, maps are compared after scaling.)"
 
 # ---------------------------------------------------------------------------
@@ -54,12 +55,12 @@ class _Reply(Exception):
 
 
 def _hint(text: str):
-    """Ends the check with '❌ Not yet: text'."""
-    raise _Reply("❌ Not yet: " + text)
+    """Ends the check with '✘ Not yet: text'."""
+    raise _Reply("✘ Not yet: " + text)
 
 
 def _right(text: str, scaled: bool = False) -> str:
-    return "✅ Right! " + text + (SCALED if scaled else "")
+    return "✔ Right! " + text + (SCALED if scaled else "")
 
 
 def _checker(check):
@@ -75,7 +76,7 @@ def _checker(check):
         except _Reply as reply:
             message = str(reply)
         except Exception as e:
-            message = f"❌ Not yet: this answer could not be checked ({_one_line(e)})"
+            message = f"✘ Not yet: this answer could not be checked ({_one_line(e)})"
         print(message)
 
     return printed
@@ -483,7 +484,7 @@ def check_grad_cam(my_score, my_weights, model, x, c):
     except Exception as e:
         _hint(f"my_weights raised {_one_line(e)}")
     if _unanswered(w):
-        return "⏳ Not answered yet: my_score is right; now replace the ... in my_weights with your code."
+        return "… Not answered yet: my_score is right; now replace the ... in my_weights with your code."
     A, G = np.asarray(A, np.float64), np.asarray(G, np.float64)
     _, h, wd, K = A.shape
     weights = _array(w, "my_weights(A, G)")
@@ -849,7 +850,7 @@ def check_choice(question, answer):
     *first, last = q["choices"]
     letters = ", ".join(f'"{letter}"' for letter in first) + f' or "{last}"'  # "a", "b" or "c"
     if _unanswered(answer):
-        return f"⏳ Not answered yet: replace the ... with your answer, {letters}."
+        return f"… Not answered yet: replace the ... with your answer, {letters}."
     letter = answer.strip().lower().lstrip("(").rstrip(").") if isinstance(answer, str) else None
     if letter not in q["choices"]:
         _hint(f"answer with one letter: {letters}")

@@ -13,7 +13,7 @@ import tensorflow as tf
 from camlib import exercises as ex
 from camlib.photos import CLASS_NAMES
 
-RIGHT, NOT_YET, UNANSWERED = "✅ Right!", "❌ Not yet:", "⏳ Not answered yet"
+RIGHT, NOT_YET, UNANSWERED = "✔ Right!", "✘ Not yet:", "… Not answered yet"
 
 
 def reply(capsys, check, *args) -> str:

@@ -1,6 +1,7 @@
 """`python3 tasks.py lab` as a student uses it: JupyterLab on 127.0.0.1 with cam.ipynb, opened in
 headless Chromium; the saved outputs cleared, then Shift+Enter from the first cell on until the
-top-5 list appears, live; then Ctrl-C, as a terminal sends it, stops the server and its kernel at
+top-5 list appears, live; the first code exercise run untouched, answered wrongly, then rightly, with
+the checker's reply each time; then Ctrl-C, as a terminal sends it, stops the server and its kernel at
 once, quietly. A second test presses Ctrl-C while JupyterLab is still starting.
 
 The command really runs (tasks.py, then JupyterLab and a kernel in the venv), with a terminal as
@@ -215,6 +216,7 @@ def test_lab_runs_the_first_cells_live_and_stops_on_ctrl_c(tmp_path):
             found.scroll_into_view_if_needed()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=ARTIFACTS / "top5.png")
+            do_the_softmax_exercise(page, cells)
 
             pids = kernels(server)
             assert len(pids) == 1, f"kernels: {pids}"
@@ -234,6 +236,33 @@ def test_lab_runs_the_first_cells_live_and_stops_on_ctrl_c(tmp_path):
     finally:
         stop(server, pids)
         os.close(terminal)
+
+
+def do_the_softmax_exercise(page, cells) -> None:
+    """The first "Your turn" with code, as a student does it: run it untouched ("Not answered
+    yet"), type a wrong answer (a hint, no traceback), then the right one (a tick)."""
+    index = page.evaluate(f"() => [...{CELLS}].findIndex(c => c.textContent.includes('probabilities = ...'))")
+    assert index >= 0, "no softmax exercise in the notebook"
+    exercise = cells.nth(index)  # by position: its text changes as the student types
+    answers = [
+        ("", "Not answered yet"),
+        ("probabilities = np.exp(logits) / np.exp(logits).sum(axis=0, keepdims=True)", "wrong axis"),
+        ("probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)", "Right!"),
+    ]
+    for code, reply in answers:
+        if code:
+            editor = exercise.locator(".cm-content")
+            editor.click()
+            page.keyboard.press("Control+a")
+            page.keyboard.insert_text(f"{code}\nhelpers.check_softmax(probabilities, logits)")
+        else:
+            exercise.locator(".jp-InputPrompt").click()
+        page.keyboard.press("Shift+Enter")
+        output = exercise.locator(".jp-OutputArea-output", has_text=reply)
+        output.wait_for(timeout=CELL * 1000)
+        assert "Traceback" not in exercise.inner_text()
+    exercise.scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "exercise.png")
 
 
 def test_lab_ctrl_c_during_startup_stops_quietly(tmp_path):
