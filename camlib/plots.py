@@ -3,8 +3,8 @@
 `overlay` draws a map over its photo, `gradient_image` shows guided gradients, `show`
 draws a grid of panels with a colour bar, `show_raw` draws maps in their own units (the
 h x w grid before upsampling), `plot_sanity`, `plot_deletion` and `plot_evaluation` draw
-the metrics' results. A figure given a `path` is saved there with at least the pixels it
-takes on a 1920 x 1080 screen; the notebook's figures go to `FIGURES`.
+the metrics' results. A figure given a `path` is saved there with about the pixels it
+fills on a 1920 x 1080 screen; the notebook's figures go to `FIGURES`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from camlib.photos import CLASS_NAMES, ROOT
 CMAP = "turbo"  # one colour map for every heat map
 SIGNED_CMAP = "RdBu_r"  # diverging, for maps where the sign matters
 PANEL = 2.6  # inches per panel
-SCREEN = (1920, 1080)  # a saved figure has at least the pixels it fills on this screen
+SCREEN = (1920, 1080)  # a saved figure has about the pixels it fills on this screen
 # Where the notebook saves its figures: the ignored artifacts/figures/, unless $CAM_FIGURES
 # says otherwise (`python3 tasks.py notebook` points it at images/, the committed figures).
 FIGURES = Path(os.environ.get("CAM_FIGURES") or ROOT / "artifacts" / "figures")
@@ -260,7 +260,7 @@ def plot_deletion(curves: dict, path: str | Path | None = None):
 
 def _finish(fig, path):
     """Show the figure; save it first when given a path (JPEG for .jpg, quality 90), with
-    at least as many pixels as it fills on a 1920 x 1080 screen."""
+    about as many pixels as it fills on a 1920 x 1080 screen (the tight box can add a few)."""
     import matplotlib.pyplot as plt
 
     if fig.get_layout_engine() is None:
