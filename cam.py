@@ -250,8 +250,8 @@ order = np.argsort(-contribution)  # strongest first
 terms = W[order, top1[i]] * A[i][..., order]  # (7, 7, 1280): w_k A^k, strongest first
 sums = [terms[..., :n].sum(axis=-1) for n in (5, 20, 100, 400, 1280)]  # the last one is M
 titles = [f"channel {k}: w A\n(adds {contribution[k]:.2f})" for k in order[:5]]
-titles += [f"{'all' if n == 1280 else 'the'} {n} strongest\n(add {contribution[order[:n]].sum():.2f})"
-           for n in (5, 20, 100, 400, 1280)]
+titles += [f"the {n} strongest\n(add {contribution[order[:n]].sum():.2f})" for n in (5, 20, 100, 400)]
+titles += [f"all 1280 = M\n(add {contribution.sum():.2f})"]
 helpers.show_raw([*np.moveaxis(terms[..., :5], -1, 0), *sums], titles, cols=5, shared=False,
                  label="contributions to the zebra's logit (each panel on its own scale)",
                  path=FIGURES / "cam_channels.jpg")
